@@ -1,0 +1,52 @@
+"""fastk-jax: Monte Carlo studies of distributed SGD with straggling workers, in JAX.
+
+The public API, by concept (each lives in the module of the same name):
+
+* delay laws: ``delays.make_law``, ``Exponential``, ``ShiftedExponential``, ``Pareto``, ...
+* problems: ``problems.linear_regression``, ``problems.logistic_regression``
+* data: ``data.synthetic_linear``, ``data.load_digits``, ``data.load_mnist``
+* k policies: ``policies.fixed``, ``policies.schedule``, ``policies.adaptive``
+* fastest-k SGD: ``fastest_k.step``; the engine that runs it: ``engine.simulate``
+* studies from TOML files: ``study.load_study``, ``study.run_study``
+* the NumPy reference simulator: ``reference.simulate_run``
+"""
+
+from .delays import (
+    Exponential,
+    HyperExponential,
+    LogNormal,
+    Pareto,
+    ShiftedExponential,
+    Uniform,
+    Weibull,
+    make_law,
+)
+from .engine import Simulation, simulate
+from .errors import ConfigError, DataError, FastkError
+from .policies import KPolicy, adaptive, fixed, schedule
+from .spec import RunSpec, SimConfig, stack_configs
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ConfigError",
+    "DataError",
+    "Exponential",
+    "FastkError",
+    "HyperExponential",
+    "KPolicy",
+    "LogNormal",
+    "Pareto",
+    "RunSpec",
+    "ShiftedExponential",
+    "SimConfig",
+    "Simulation",
+    "Uniform",
+    "Weibull",
+    "adaptive",
+    "fixed",
+    "make_law",
+    "schedule",
+    "simulate",
+    "stack_configs",
+]

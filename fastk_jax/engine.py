@@ -1,0 +1,198 @@
+"""The engine: many runs of fastest-k SGD as one compiled, vmapped ``lax.scan``.
+
+Layout: configurations C (policies, step sizes, delay parameters of one shape) x seeds S.
+One run is a scan of ``fastest_k.step`` that records itself on fixed grids (``curves``);
+the scan is vmapped over seeds, then over configurations, and jitted once per static
+``RunSpec`` and array shapes. Runs advance in chunks of ``spec.chunk`` iterations; between
+chunks the host checks whether every run has passed the time horizon and reports progress.
+The chunk function is the same compiled program each time, and a second study of the same
+shapes reuses it (``trace_count`` tells how often it was traced).
+
+What leaves the device is the per-configuration summary (mean and 95% band over seeds),
+unless ``keep_trajectories`` asks for every iterate.
+"""
+
+from __future__ import annotations
+
+import math
+import time as _time
+from functools import partial
+from typing import Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from . import curves, fastest_k
+from .curves import Grids, RunCurves, Summary
+from .problems import Problem, full_loss
+from .spec import RunSpec, SimConfig, sample_delays, seed_key
+
+Array = jax.Array
+
+_traces = {"advance": 0}
+
+
+def trace_count() -> int:
+    """How many times the chunk function has been traced (compiled) in this process."""
+    return _traces["advance"]
+
+
+class Carry(NamedTuple):
+    state: fastest_k.State  # leaves (C, S, ...)
+    curves: RunCurves  # leaves (C, S, ...)
+
+
+@partial(jax.jit, static_argnames=("spec",), donate_argnums=(0,))
+def _advance(carry: Carry, configs: SimConfig, problem: Problem, grids: Grids, spec: RunSpec):
+    _traces["advance"] += 1
+    tx = spec.transform()
+
+    def one_run(carry: Carry, config: SimConfig):
+        def body(c: Carry, _):
+            state, out = fastest_k.step(c.state, config, problem, tx)
+            trajectory = out if spec.keep_trajectories else None
+            return Carry(state, curves.record(c.curves, grids, out)), trajectory
+
+        return jax.lax.scan(body, carry, None, length=spec.chunk)
+
+    over_seeds = jax.vmap(one_run, in_axes=(0, None))
+    return jax.vmap(over_seeds, in_axes=(0, 0))(carry, configs)
+
+
+@partial(jax.jit, static_argnames=("spec", "num_seeds"))
+def _init(configs: SimConfig, problem: Problem, grids: Grids, seed: Array, spec: RunSpec, num_seeds: int) -> Carry:
+    tx = spec.transform()
+    keys = jax.vmap(lambda i: seed_key(seed, i))(jnp.arange(num_seeds))
+
+    def one_run(config, key):
+        state = fastest_k.init(problem, config, tx, key)
+        return Carry(state, curves.init(grids, state.w.dtype))
+
+    return jax.vmap(jax.vmap(one_run, in_axes=(None, 0)), in_axes=(0, None))(configs, keys)
+
+
+_summarize = jax.jit(curves.summarize)
+
+
+def mean_iteration_time(config: SimConfig, n: int, k: int, draws: int = 4000) -> float:
+    """Monte Carlo estimate of E[X_(k:n)] for one (unstacked) configuration: used only to pick
+    default horizons and to estimate time left, never as a result."""
+    keys = jax.random.split(jax.random.key(12345), draws)
+    delays = jax.vmap(lambda key: sample_delays(config, key, n))(keys)
+    return float(jnp.mean(jnp.sort(delays, axis=1)[:, k - 1]))
+
+
+class Progress(NamedTuple):
+    """Passed to the progress callback after each chunk."""
+
+    fraction: float  # of the work, by the slowest run
+    iterations: int
+    elapsed_s: float
+    remaining_s: float  # estimate; nan before the first chunk
+
+
+class Simulation(NamedTuple):
+    """What ``simulate`` returns: grids, the seed-averaged summary, optional trajectories."""
+
+    time_grid: np.ndarray  # (G,)
+    iteration_grid: np.ndarray  # (Gi,)
+    summary: Summary  # numpy leaves, leading axis C
+    iterations: int  # iterations each run made
+    initial_error: float
+    compile_s: float  # tracing + compilation of the chunk function (0 if reused)
+    run_s: float
+    trajectories: fastest_k.Out | None  # leaves (C, S, iterations, ...) if kept
+
+
+def simulate(
+    problem: Problem,
+    configs: SimConfig,
+    *,
+    seeds: int,
+    time_horizon: float,
+    spec: RunSpec,
+    seed: int = 0,
+    iterations: int | None = None,
+    grid_points: int = 200,
+    iteration_grid_points: int = 200,
+    divergence_factor: float = 1e6,
+    max_iterations: int | None = None,
+    progress: Callable[[Progress], None] | None = None,
+) -> Simulation:
+    """Run ``seeds`` runs of every configuration in ``configs`` (stacked, leading axis C).
+
+    Runs go on until every run's clock has passed ``time_horizon`` and every run has made
+    ``iterations`` updates (default: as many as the fastest configuration needs, by a Monte
+    Carlo estimate of its mean iteration time, to reach the horizon), and at most
+    ``max_iterations`` (default 20 x that). A run whose error exceeds ``divergence_factor``
+    times the initial error, or is not finite, counts as diverged.
+    """
+    num_configs = int(np.shape(configs.eta)[0])
+    first_k = [int(k) for k in np.asarray(configs.policy.k0)]
+    unstack = lambda c: jax.tree.map(lambda x: x[c], configs)  # noqa: E731
+    fastest_mean = min(mean_iteration_time(unstack(c), spec.n, first_k[c]) for c in range(num_configs))
+    if iterations is None:
+        iterations = max(1, math.ceil(time_horizon / fastest_mean))
+    if max_iterations is None:
+        max_iterations = 20 * iterations + spec.chunk
+    initial_error = float(full_loss(problem, problem.init_params()) - problem.f_star)
+
+    grids = Grids(
+        time=jnp.linspace(0.0, time_horizon, grid_points),
+        iteration=jnp.unique(jnp.linspace(0, iterations, iteration_grid_points).round().astype(jnp.int32)),
+        error_limit=jnp.asarray(divergence_factor * max(initial_error, 1e-30)),
+    )
+    carry = _init(configs, problem, grids, jnp.asarray(seed, jnp.uint32), spec=spec, num_seeds=seeds)
+
+    start, done_iterations, traced = _time.perf_counter(), 0, trace_count()
+    kept, chunk_s = [], []
+    while True:
+        t0 = _time.perf_counter()
+        carry, trajectory = _advance(carry, configs, problem, grids, spec=spec)
+        slowest_clock = float(jnp.min(carry.state.time))  # also waits for the chunk to finish
+        chunk_s.append(_time.perf_counter() - t0)
+        done_iterations += spec.chunk
+        if spec.keep_trajectories:
+            kept.append(jax.device_get(trajectory))
+        finished = slowest_clock > time_horizon and done_iterations > iterations
+        if progress is not None:
+            fraction = min(1.0, slowest_clock / time_horizon, done_iterations / (iterations + 1))
+            elapsed = _time.perf_counter() - start
+            remaining = elapsed * (1 - fraction) / fraction if fraction > 0 else math.nan
+            progress(Progress(1.0 if finished else fraction, done_iterations, elapsed, 0.0 if finished else remaining))
+        if finished or done_iterations >= max_iterations:
+            break
+
+    # the first chunk's time, less a typical chunk's, is the compilation (if it compiled)
+    compile_s = 0.0
+    if trace_count() != traced:
+        compile_s = max(0.0, chunk_s[0] - (float(np.median(chunk_s[1:])) if len(chunk_s) > 1 else 0.0))
+    summary = jax.device_get(_summarize(carry.curves, carry.state.time, carry.state.iteration, grids))
+    trajectories = None
+    if spec.keep_trajectories:
+        trajectories = jax.tree.map(lambda *xs: np.concatenate(xs, axis=2), *kept)
+    return Simulation(
+        time_grid=np.asarray(grids.time),
+        iteration_grid=np.asarray(grids.iteration),
+        summary=summary,
+        iterations=done_iterations,
+        initial_error=initial_error,
+        compile_s=compile_s,
+        run_s=_time.perf_counter() - start,
+        trajectories=trajectories,
+    )
+
+
+def delay_samples(configs: SimConfig, n: int, seeds: int, iterations: int, seed: int = 0) -> np.ndarray:
+    """The delays the engine draws, shape (C, S, iterations, n): for tests and references.
+
+    Iteration j of seed s uses fold_in(fold_in(key(seed), s), j), as in ``fastest_k.step``.
+    """
+
+    def one(config, s):
+        key = seed_key(jnp.asarray(seed, jnp.uint32), s)
+        return jax.vmap(lambda j: sample_delays(config, jax.random.fold_in(key, j), n))(jnp.arange(iterations))
+
+    over = jax.vmap(jax.vmap(one, in_axes=(None, 0)), in_axes=(0, None))
+    return np.asarray(over(configs, jnp.arange(seeds)))

@@ -1,0 +1,233 @@
+"""Problems: the loss the workers' partial gradients come from, with its data split in shards.
+
+A problem is a JAX pytree holding its data split into n equal shards, one per worker
+(X of shape (n, s, d)), and its optimal value F* computed on the host in float64. The model
+is always a flat vector ``w`` of ``num_params`` entries. The one method the engine needs is
+``shard_losses(w) -> (n,)``: the mean loss over each shard, so that
+
+* F(w) = mean(shard_losses(w)) (the shards are equal, so this is the mean over all rows);
+* the partial gradient of worker i (eq. (3) of the adaptive paper) is grad shard_losses(w)[i].
+
+**When n does not divide m**, each shard gets s = m // n rows and the last m mod n rows are
+dropped, from the problem as a whole: F, F* and every constant are those of the n*s rows kept.
+A ``UserWarning`` says how many rows were dropped. We drop rather than pad or use uneven shards
+because eq. (3) assumes equal shards: with uneven ones the fastest-k average (5) is no longer
+an unbiased estimate of grad F under iid delays.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .errors import DataError
+
+Array = jax.Array
+
+
+def split_shards(x: np.ndarray, y: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Split rows into n equal shards: (n, s, ...) with s = m // n, dropping m mod n rows."""
+    m = x.shape[0]
+    if y.shape[0] != m:
+        raise DataError(f"labels do not match rows: {y.shape[0]} labels for {m} rows")
+    if n < 1:
+        raise DataError(f"n_workers must be >= 1, got {n}")
+    s = m // n
+    if s == 0:
+        raise DataError(f"{n} workers need at least {n} rows, the data has {m}")
+    if m % n:
+        warnings.warn(
+            f"n_workers={n} does not divide m={m}: each worker gets {s} rows, the last {m % n} rows are dropped",
+            stacklevel=3,
+        )
+    keep = n * s
+    return x[:keep].reshape(n, s, *x.shape[1:]), y[:keep].reshape(n, s, *y.shape[1:])
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class LinearRegression:
+    """Least squares, F(w) = (1/2m) ||X w - y||^2 over the m = n*s rows kept.
+
+    The adaptive paper writes F as a sum over rows (Sec. V-A) but its gradient step (2) and
+    partial gradients (3) average over rows; we use the mean throughout, so eta is a step on
+    the mean loss. With the paper's generator (rows in {1..10}^d, d=100) the Hessian
+    X^T X / m has largest eigenvalue about 8.25 + 30.25 d ~ 3030, so the paper's
+    eta = 0.0005 sits below 2/L ~ 6.6e-4 (see ``stable_step_limit``). Under the sum the same
+    eta would diverge at once.
+
+    F* = F(w*) with w* the float64 least-squares solution. The residual is evaluated as
+    X (w - w*) + r*, with r* = X w* - y precomputed in float64: the same function as
+    X w - y, but without the cancellation of two numbers of order |<x, w_bar>| ~ 3e4 that
+    would cost float32 about three of its seven digits and blur errors below ~1e-3.
+    """
+
+    x: Array  # (n, s, d)
+    w_star: Array  # (d,) least-squares solution
+    r_star: Array  # (n, s) residuals at w_star, X w* - y
+    f_star: Array  # ()
+
+    @property
+    def num_params(self) -> int:
+        return self.x.shape[-1]
+
+    @property
+    def y(self) -> Array:
+        """Labels, recovered from the stored residuals (for references and reports)."""
+        return jnp.einsum("nsd,d->ns", self.x, self.w_star) - self.r_star
+
+    def shard_losses(self, w: Array) -> Array:
+        r = jnp.einsum("nsd,d->ns", self.x, w - self.w_star) + self.r_star
+        return 0.5 * jnp.mean(jnp.square(r), axis=1)
+
+    def init_params(self) -> Array:
+        return jnp.zeros(self.num_params, self.x.dtype)
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class LogisticRegression:
+    """L2-regularized one-vs-all logistic regression (eq. (8) of the adaptive paper).
+
+    For each class u a weight vector w_u (d) and bias b_u; with z = <x, w_u> + b_u and target
+    y_u in {0, 1} (one-hot label),
+
+        F_u = (1/m) sum_l [log(1 + e^z) - y_u z] + (lam/2) ||w_u||^2,     F = (1/C) sum_u F_u.
+
+    C = 1 is binary logistic regression. Decisions where eq. (8) is loose: its second log is
+    read as log(1 - sigma) (cross-entropy); its sigma(z) = 1/(1 + e^(b+<x,w>)) is the usual
+    sigmoid of -z, a sign convention that only flips w; rows are averaged (1/m) as in (2);
+    the bias is not regularized; F is the mean over classes (the paper's "average log-loss").
+    The paper takes per class the gradient of F_u, i.e. C times ours, so its step eta
+    corresponds to C * eta here.
+
+    Parameters are packed as w = [W.ravel() (d*C, row-major d x C), b (C)].
+    F* comes from a damped Newton method in float64 per class (``logistic_optimum``).
+    """
+
+    x: Array  # (n, s, d)
+    y: Array  # (n, s, C) one-hot targets
+    reg: Array  # () lambda
+    f_star: Array  # ()
+
+    @property
+    def num_classes(self) -> int:
+        return self.y.shape[-1]
+
+    @property
+    def num_params(self) -> int:
+        return (self.x.shape[-1] + 1) * self.num_classes
+
+    def unpack(self, w: Array) -> tuple[Array, Array]:
+        d, c = self.x.shape[-1], self.num_classes
+        return w[: d * c].reshape(d, c), w[d * c :]
+
+    def shard_losses(self, w: Array) -> Array:
+        weights, bias = self.unpack(w)
+        z = jnp.einsum("nsd,dc->nsc", self.x, weights) + bias
+        data = jnp.mean(jax.nn.softplus(z) - self.y * z, axis=(1, 2))
+        return data + 0.5 * self.reg * jnp.sum(jnp.square(weights)) / self.num_classes
+
+    def init_params(self) -> Array:
+        return jnp.zeros(self.num_params, self.x.dtype)
+
+
+Problem = LinearRegression | LogisticRegression
+
+
+def linear_regression(x: np.ndarray, y: np.ndarray, n: int) -> LinearRegression:
+    """Least squares on (x, y) split over n workers; F* exact by float64 least squares."""
+    xs, ys = split_shards(np.asarray(x, np.float64), np.asarray(y, np.float64), n)
+    xk, yk = xs.reshape(-1, xs.shape[-1]), ys.reshape(-1)
+    w_star = np.linalg.lstsq(xk, yk, rcond=None)[0]
+    r_star = np.einsum("nsd,d->ns", xs, w_star) - ys
+    f_star = 0.5 * np.mean(np.square(r_star))
+    return LinearRegression(
+        x=jnp.asarray(xs), w_star=jnp.asarray(w_star), r_star=jnp.asarray(r_star), f_star=jnp.asarray(f_star)
+    )
+
+
+def logistic_regression(x: np.ndarray, labels: np.ndarray, n: int, reg: float, num_classes: int) -> LogisticRegression:
+    """One-vs-all logistic regression on integer labels 0..C-1 (C = 1: labels are the 0/1 targets)."""
+    labels = np.asarray(labels).astype(np.int64)
+    if not np.isfinite(reg) or reg <= 0:
+        raise DataError(f"logistic regression needs reg > 0 (strong convexity, a finite F*), got {reg}")
+    targets = labels[:, None].astype(np.float64) if num_classes == 1 else np.eye(num_classes)[labels]
+    xs, ys = split_shards(np.asarray(x, np.float64), targets, n)
+    f_star = logistic_optimum(xs.reshape(-1, xs.shape[-1]), ys.reshape(-1, ys.shape[-1]), reg)[0]
+    return LogisticRegression(x=jnp.asarray(xs), y=jnp.asarray(ys), reg=jnp.asarray(reg), f_star=jnp.asarray(f_star))
+
+
+def logistic_optimum(x: np.ndarray, targets: np.ndarray, reg: float, tol: float = 1e-12) -> tuple[float, np.ndarray]:
+    """F* and the packed minimizer of ``LogisticRegression``'s loss, by damped Newton in float64.
+
+    The classes decouple, so each F_u is minimized on its own over (w_u, b_u), with an
+    Armijo backtracking line search, until the Newton decrement is below ``tol``. A class
+    with no positive or no negative rows has no finite minimizer (its bias runs off to
+    infinity), and is refused.
+    """
+    m, d = x.shape
+    xa = np.hstack([x, np.ones((m, 1))])
+    reg_diag = np.full(d + 1, reg)
+    reg_diag[-1] = 0.0
+
+    def objective(v, t):
+        z = xa @ v
+        return np.mean(np.logaddexp(0.0, z) - t * z) + 0.5 * reg * v[:d] @ v[:d]
+
+    values, params = [], []
+    for u in range(targets.shape[1]):
+        t = targets[:, u]
+        if t.min() == t.max():
+            raise DataError(f"class {u} has {'no' if t.max() == 0 else 'only'} positive rows: F* is not attained")
+        v = np.zeros(d + 1)
+        f = objective(v, t)
+        for _ in range(100):
+            p = 0.5 * (1.0 + np.tanh(0.5 * (xa @ v)))  # sigmoid, stable for large |z|
+            grad = xa.T @ (p - t) / m + reg_diag * v
+            hess = (xa.T * (p * (1 - p))) @ xa / m + np.diag(reg_diag)
+            step = np.linalg.solve(hess, grad)
+            decrement = grad @ step
+            if decrement < tol:
+                break
+            alpha = 1.0
+            while True:
+                f_new = objective(v - alpha * step, t)
+                if f_new <= f - 0.25 * alpha * decrement or alpha < 1e-12:
+                    break
+                alpha *= 0.5
+            v, f = v - alpha * step, f_new
+        values.append(f)
+        params.append(v)
+    packed = np.concatenate([np.stack([v[:d] for v in params], axis=1).ravel(), np.array([v[d] for v in params])])
+    return float(np.mean(values)), packed
+
+
+def full_loss(problem: Problem, w: Array) -> Array:
+    """F(w): the mean loss over all kept rows."""
+    return jnp.mean(problem.shard_losses(w))
+
+
+def hessian_spectrum_linear(problem: LinearRegression) -> dict[str, float]:
+    """Host float64 curvature of least squares: L = lambda_max(X^T X / m), c = lambda_min, and
+    the largest single-shard L_i = lambda_max(X_i^T X_i / s)."""
+    xs = np.asarray(problem.x, np.float64)
+    n, s, d = xs.shape
+    full = np.linalg.eigvalsh(np.einsum("nsd,nse->de", xs, xs) / (n * s))
+    shard = np.linalg.eigvalsh(np.einsum("nsd,nse->nde", xs, xs) / s)[:, -1]
+    return {"L": float(full[-1]), "c": float(full[0]), "L_shard_max": float(shard.max())}
+
+
+def stable_step_limit(problem: LinearRegression) -> float:
+    """A step size below which fastest-k SGD on least squares cannot diverge, for every k.
+
+    The error w - w* evolves as (I - eta H_R)(w - w*) + eta * noise, where H_R is the mean of
+    the selected shards' Hessians. H_R is symmetric PSD with lambda_max(H_R) <= max_i L_i, so
+    for eta < 2 / max_i L_i every factor has spectral norm <= 1 and the iterates stay bounded
+    whatever workers are selected. (2/L of the full Hessian is the limit for full-batch GD.)
+    """
+    return 2.0 / hessian_spectrum_linear(problem)["L_shard_max"]

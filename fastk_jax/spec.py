@@ -1,0 +1,77 @@
+"""What a simulation is made of: per-configuration arrays (vmapped) and static settings.
+
+The split follows the rule of the codebase: anything that fixes a shape or a Python branch
+is static and hashable (``RunSpec``); anything that varies between configurations of one
+shape is an array in ``SimConfig``, stacked along a leading axis and vmapped.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from .delays import DelayLaw
+from .errors import ConfigError
+from .policies import KPolicy
+
+Array = jax.Array
+
+
+class SimConfig(NamedTuple):
+    """One configuration: a k policy, a step size and a cluster (delay law + per-worker slowdown).
+
+    Worker i's delay is ``slowdown[i] * X_i`` with X_i iid from ``delay``; slowdown = 1
+    everywhere is the iid cluster of the papers.
+    """
+
+    policy: KPolicy
+    eta: Array  # () step size
+    delay: DelayLaw
+    slowdown: Array  # (n,) per-worker time multiplier
+
+
+def sample_delays(config: SimConfig, key: Array, n: int) -> Array:
+    """The n workers' response times for one iteration, shape (n,)."""
+    return config.slowdown * config.delay.sample(key, (n,))
+
+
+OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam")
+
+
+class RunSpec(NamedTuple):
+    """Static settings: changing one recompiles, so they hold only shapes and branches."""
+
+    n: int  # workers
+    chunk: int = 500  # iterations per compiled scan call
+    optimizer: str = "sgd"
+    momentum: float = 0.9  # for "momentum" and "nesterov"
+    keep_trajectories: bool = False  # return every iterate (memory: iterations x seeds)
+
+    def transform(self) -> optax.GradientTransformation:
+        """The optax direction transform; the step -eta is applied by the scheme, so that
+        eta stays data (vmappable) instead of a constant captured in a closure."""
+        if self.optimizer == "sgd":
+            return optax.identity()
+        if self.optimizer in ("momentum", "nesterov"):
+            return optax.trace(decay=self.momentum, nesterov=self.optimizer == "nesterov")
+        if self.optimizer == "adam":
+            return optax.scale_by_adam()
+        raise ConfigError("run.optimizer", f"unknown optimizer {self.optimizer!r}; known: {', '.join(OPTIMIZERS)}")
+
+
+def seed_key(seed: int, index: Array) -> Array:
+    """Seed ``index``'s key: fold_in of the study's key, so a run does not depend on how many
+    runs are beside it. Configurations share seed keys (common random numbers)."""
+    return jax.random.fold_in(jax.random.key(seed), index)
+
+
+def stack_configs(configs: list[SimConfig]) -> SimConfig:
+    """Stack configurations of one shape along a leading axis (schedules are padded first)."""
+    from .policies import stack as stack_policies
+
+    policies = stack_policies([c.policy for c in configs])
+    rest = jax.tree.map(lambda *xs: jnp.stack([jnp.asarray(x) for x in xs]), *[c._replace(policy=None) for c in configs])
+    return rest._replace(policy=jax.tree.map(jnp.asarray, policies))
