@@ -1,0 +1,62 @@
+"""Figures: error against wall-clock time with 95% bands, and k(t), sized for a paper column."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; no display needed
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from .results import Results  # noqa: E402
+
+COLORS = plt.get_cmap("tab10").colors
+
+
+def _positive(x: np.ndarray) -> np.ndarray:
+    return np.where(x > 0, x, np.nan)
+
+
+def error_vs_time(results: Results, title: str = "") -> plt.Figure:
+    """Two panels sharing the time axis (in units of the mean delay): the mean error
+    F(w_t) - F* on a log scale with its 95% band, and the mean k(t)."""
+    fig, (ax_err, ax_k) = plt.subplots(
+        2, 1, figsize=(3.5, 3.9), sharex=True, gridspec_kw={"height_ratios": [3, 1.3]}, constrained_layout=True
+    )
+    t = results.time_grid / results.mean_delay
+    err, k = results.bands["error"], results.bands["k"]
+    for c, label in enumerate(results.labels):
+        color = COLORS[c % len(COLORS)]
+        lo, hi = err.mean[c] - err.half_width[c], err.mean[c] + err.half_width[c]
+        ax_err.plot(t, _positive(err.mean[c]), color=color, lw=1.2, label=str(label))
+        ax_err.fill_between(t, _positive(lo), _positive(hi), color=color, alpha=0.25, lw=0)
+        ax_k.plot(t, k.mean[c], color=color, lw=1.2)
+    ax_err.set_yscale("log")
+    ax_err.set_ylabel(r"$F(w_t) - F^*$")
+    ax_err.legend(
+        fontsize=6.5,
+        frameon=False,
+        ncol=2 if len(results.labels) > 4 else 1,
+        title=f"mean of {results.seeds} seeds, 95% bands",
+        title_fontsize=6.5,
+    )
+    ax_err.grid(True, which="major", lw=0.3, alpha=0.5)
+    if title:
+        ax_err.set_title(title, fontsize=8)
+    ax_k.set_ylabel("mean $k$")
+    ax_k.set_xlabel("wall-clock time (units of the mean delay)")
+    ax_k.grid(True, lw=0.3, alpha=0.5)
+    for ax in (ax_err, ax_k):
+        ax.tick_params(labelsize=7)
+        ax.xaxis.label.set_size(8)
+        ax.yaxis.label.set_size(8)
+    return fig
+
+
+def save_figure(fig: plt.Figure, prefix: Path) -> None:
+    """Write ``prefix``.png (200 dpi) and ``prefix``.pdf, then close the figure."""
+    fig.savefig(prefix.with_suffix(".png"), dpi=200)
+    fig.savefig(prefix.with_suffix(".pdf"))
+    plt.close(fig)

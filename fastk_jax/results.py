@@ -1,0 +1,123 @@
+"""Results on disk: ``results.npz`` (arrays only, loads with allow_pickle=False), ``config.json``
+(the resolved study), ``summary.json`` (key numbers, timings and versions).
+
+Files are written into a fresh temporary folder beside the output folder and moved in only
+when all of them are complete, so an interrupted or failed run never leaves half a result.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .curves import Band
+from .engine import Simulation
+from .errors import FastkError
+
+BANDS = ("error", "k", "downloads", "updates", "iter_error")
+
+
+@dataclasses.dataclass(frozen=True)
+class Results:
+    """A study's curves, one row per configuration (label)."""
+
+    labels: np.ndarray  # (C,) str
+    n_workers: int
+    mean_delay: float  # E[X] of the delay law, the natural unit of time
+    time_grid: np.ndarray  # (G,)
+    iteration_grid: np.ndarray  # (Gi,)
+    bands: dict[str, Band]  # each field (C, G) or (C, Gi)
+    diverged: np.ndarray  # (C,) runs that diverged, left out of the curves
+    seeds: int
+
+    def uploads(self) -> Band:
+        """Model vectors broadcast by time t: n per update (derived, not stored)."""
+        u = self.bands["updates"]
+        return Band(self.n_workers * u.mean, self.n_workers * u.half_width, u.runs)
+
+    def final(self, name: str = "error") -> np.ndarray:
+        """Each configuration's mean at the last grid point, (C,)."""
+        return self.bands[name].mean[:, -1]
+
+
+def from_simulation(labels: list[str], sim: Simulation, n_workers: int, mean_delay: float, seeds: int) -> Results:
+    s = sim.summary
+    return Results(
+        labels=np.asarray(labels, dtype=str),
+        n_workers=n_workers,
+        mean_delay=mean_delay,
+        time_grid=np.asarray(sim.time_grid),
+        iteration_grid=np.asarray(sim.iteration_grid),
+        bands={name: Band(*(np.asarray(x) for x in getattr(s, name))) for name in BANDS},
+        diverged=np.asarray(s.diverged),
+        seeds=seeds,
+    )
+
+
+def _arrays(r: Results) -> dict[str, np.ndarray]:
+    out = {
+        "labels": r.labels,
+        "n_workers": np.asarray(r.n_workers),
+        "mean_delay": np.asarray(r.mean_delay),
+        "time_grid": r.time_grid,
+        "iteration_grid": r.iteration_grid,
+        "diverged": r.diverged,
+        "seeds": np.asarray(r.seeds),
+    }
+    for name, b in r.bands.items():
+        out[f"{name}_mean"], out[f"{name}_half_width"], out[f"{name}_runs"] = b.mean, b.half_width, b.runs
+    return out
+
+
+def save(out_dir: str | Path, results: Results, config: dict[str, Any], summary: dict[str, Any], figures=()) -> Path:
+    """Write results.npz, config.json, summary.json and ``figures`` (callables taking a path
+    prefix and writing files) atomically into ``out_dir``."""
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        np.savez(staging / "results.npz", **_arrays(results))
+        (staging / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+        (staging / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        for draw in figures:
+            draw(staging)
+        out_dir.mkdir(exist_ok=True)
+        for f in sorted(staging.iterdir()):
+            os.replace(f, out_dir / f.name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return out_dir
+
+
+def load(path: str | Path) -> Results:
+    """Load results.npz (a folder or the file itself) without pickle."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "results.npz"
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            a = {k: f[k] for k in f.files}
+    except FileNotFoundError:
+        raise FastkError(f"no results at {path}") from None
+    except (OSError, ValueError, EOFError) as e:
+        raise FastkError(f"{path} is not a readable results file: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+    try:
+        return Results(
+            labels=a["labels"],
+            n_workers=int(a["n_workers"]),
+            mean_delay=float(a["mean_delay"]),
+            time_grid=a["time_grid"],
+            iteration_grid=a["iteration_grid"],
+            bands={n: Band(a[f"{n}_mean"], a[f"{n}_half_width"], a[f"{n}_runs"]) for n in BANDS},
+            diverged=a["diverged"],
+            seeds=int(a["seeds"]),
+        )
+    except KeyError as e:
+        raise FastkError(f"{path} is missing array {e.args[0]!r}: not a fastk-jax results file") from None

@@ -1,0 +1,347 @@
+"""Studies described in TOML: parse, validate, resolve defaults, build and run.
+
+A study file has four parts (``studies/adaptive-fig3.toml`` is the reference example)::
+
+    name = "adaptive-fig3"
+    description = "..."
+    [problem]   kind = "linear" | "logistic", n_workers, data (m, d, data_seed | dataset, ...)
+    [delays]    law = "exponential", its parameters, optional slowdown (per worker)
+    [run]       eta (a number or a list), optimizer, time_horizon, seeds, seed, ...
+    [[policy]]  kind = "fixed" | "schedule" | "adaptive", label, parameters
+
+The configurations run together are every policy x every eta. Every field is checked
+before anything runs or is written; a bad one raises ``ConfigError`` naming it, e.g.
+``policy[2].k: k must satisfy 1 <= k <= n_workers=50, got 60``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import sys
+import warnings
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from . import data, delays, engine, policies, problems
+from .errors import ConfigError
+from .spec import OPTIMIZERS, RunSpec, SimConfig, stack_configs
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+
+@dataclasses.dataclass(frozen=True)
+class Study:
+    """A resolved study: every default filled in, every field checked. ``as_dict`` is JSON."""
+
+    name: str
+    description: str
+    problem: dict[str, Any]
+    delays: dict[str, Any]
+    run: dict[str, Any]
+    policies: list[dict[str, Any]]
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+# ---------------------------------------------------------------- field readers
+
+
+def _number(table: dict, key: str, where: str, default: Any = ..., *, integer: bool = False, low=None, strict_low=None):
+    if key not in table:
+        if default is ...:
+            raise ConfigError(f"{where}.{key}", "missing")
+        return default
+    value = table[key]
+    ok = isinstance(value, int) if integer else isinstance(value, (int, float))
+    if isinstance(value, bool) or not ok:
+        raise ConfigError(f"{where}.{key}", f"must be {'an integer' if integer else 'a number'}, got {value!r}")
+    if not math.isfinite(value):
+        raise ConfigError(f"{where}.{key}", f"must be finite, got {value!r}")
+    if low is not None and value < low:
+        raise ConfigError(f"{where}.{key}", f"must be >= {low}, got {value!r}")
+    if strict_low is not None and value <= strict_low:
+        raise ConfigError(f"{where}.{key}", f"must be > {strict_low}, got {value!r}")
+    return value
+
+
+def _string(table: dict, key: str, where: str, default: Any = ..., choices=None) -> str:
+    if key not in table:
+        if default is ...:
+            raise ConfigError(f"{where}.{key}", "missing")
+        return default
+    value = table[key]
+    if not isinstance(value, str):
+        raise ConfigError(f"{where}.{key}", f"must be a string, got {value!r}")
+    if choices is not None and value not in choices:
+        raise ConfigError(f"{where}.{key}", f"must be one of {', '.join(choices)}; got {value!r}")
+    return value
+
+
+def _table(raw: dict, key: str) -> dict:
+    value = raw.get(key)
+    if not isinstance(value, dict):
+        raise ConfigError(key, "missing [" + key + "] table" if value is None else "must be a table")
+    return value
+
+
+def _no_extra(table: dict, allowed: set[str], where: str) -> None:
+    for key in table:
+        if key not in allowed:
+            raise ConfigError(f"{where}.{key}", f"unknown field (known: {', '.join(sorted(allowed))})")
+
+
+# ---------------------------------------------------------------- loading and resolving
+
+
+def read_toml(path: str | Path) -> dict:
+    """Parse a TOML file; a missing, empty or malformed file is a ConfigError."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError("config", f"file not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError("config", f"cannot read {path}: {e}") from None
+    if not text.strip():
+        raise ConfigError("config", f"{path} is empty")
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError("config", f"{path} is not valid TOML: {str(e).splitlines()[0]}") from None
+
+
+def load_study(path: str | Path, seeds: int | None = None) -> Study:
+    """Read, check and resolve a study file; ``seeds`` overrides run.seeds."""
+    return resolve(read_toml(path), seeds=seeds, default_name=Path(path).stem)
+
+
+def resolve(raw: dict, seeds: int | None = None, default_name: str = "study") -> Study:
+    _no_extra(raw, {"name", "description", "problem", "delays", "run", "policy"}, "config")
+    name = _string(raw, "name", "config", default_name)
+    description = _string(raw, "description", "config", "")
+    problem = _resolve_problem(_table(raw, "problem"))
+    n = problem["n_workers"]
+    law = _resolve_delays(_table(raw, "delays"), n)
+    run = _resolve_run(_table(raw, "run"), seeds)
+    entries = raw.get("policy")
+    if not isinstance(entries, list) or not entries:
+        raise ConfigError("policy", "at least one [[policy]] table is needed")
+    pols = [_resolve_policy(p, i, n) for i, p in enumerate(entries)]
+    labels = [p["label"] for p in pols]
+    if len(set(labels)) != len(labels):
+        raise ConfigError("policy", f"labels must be distinct, got {labels}")
+    return Study(name=name, description=description, problem=problem, delays=law, run=run, policies=pols)
+
+
+def _resolve_problem(t: dict) -> dict:
+    where = "problem"
+    kind = _string(t, "kind", where, choices=("linear", "logistic"))
+    out: dict[str, Any] = {"kind": kind, "n_workers": _number(t, "n_workers", where, integer=True, low=1)}
+    out["data_seed"] = _number(t, "data_seed", where, 0, integer=True, low=0)
+    if kind == "linear":
+        _no_extra(t, {"kind", "n_workers", "data_seed", "m", "d"}, where)
+        out["m"] = _number(t, "m", where, integer=True, low=1)
+        out["d"] = _number(t, "d", where, integer=True, low=1)
+    else:
+        _no_extra(t, {"kind", "n_workers", "data_seed", "dataset", "images", "labels", "classes", "m", "reg"}, where)
+        out["dataset"] = _string(t, "dataset", where, "digits", choices=("digits", "mnist"))
+        if out["dataset"] == "mnist":
+            out["images"] = _string(t, "images", where)
+            out["labels"] = _string(t, "labels", where)
+        classes = t.get("classes")
+        if classes is not None:
+            if not isinstance(classes, list) or len(classes) < 2 or not all(
+                isinstance(c, int) and not isinstance(c, bool) for c in classes
+            ):
+                raise ConfigError(f"{where}.classes", f"must be a list of at least two integer labels, got {classes!r}")
+        out["classes"] = classes
+        out["m"] = _number(t, "m", where, None, integer=True, low=1)
+        out["reg"] = _number(t, "reg", where, 0.01, strict_low=0)
+    return out
+
+
+def _resolve_delays(t: dict, n: int) -> dict:
+    where = "delays"
+    law = _string(t, "law", where)
+    if law not in delays.LAWS:
+        raise ConfigError("delays.law", f"unknown delay law {law!r}; known: {', '.join(sorted(delays.LAWS))}")
+    params = {k: v for k, v in t.items() if k not in ("law", "slowdown")}
+    instance = delays.make_law(law, **params)
+    mean = float(np.asarray(instance.mean()))
+    if not math.isfinite(mean):
+        raise ConfigError(
+            f"delays.{delays.parameter_names(law)[0]}",
+            f"{law} with these parameters has an infinite mean; fastk-jax reports time in units of the mean delay",
+        )
+    slowdown = t.get("slowdown", 1.0)
+    try:
+        values = np.asarray(slowdown, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ConfigError("delays.slowdown", f"must be a number or a list of numbers, got {slowdown!r}") from None
+    if values.ndim == 0:
+        values = np.full(n, values)
+    if values.shape != (n,):
+        raise ConfigError("delays.slowdown", f"must be a number or a list of n_workers={n} numbers")
+    if not np.all(np.isfinite(values)) or np.any(values <= 0):
+        raise ConfigError("delays.slowdown", "must be finite and > 0")
+    return {"law": law, **delays.law_params(instance), "slowdown": values.tolist(), "mean": mean}
+
+
+def _resolve_run(t: dict, seeds: int | None) -> dict:
+    where = "run"
+    allowed = {"eta", "optimizer", "momentum", "time_horizon", "iterations", "seeds", "seed", "grid_points", "chunk"}
+    _no_extra(t, allowed | {"divergence_factor"}, where)
+    eta = t.get("eta")
+    etas = eta if isinstance(eta, list) else [eta]
+    if eta is None or not etas:
+        raise ConfigError("run.eta", "missing")
+    for e in etas:
+        if isinstance(e, bool) or not isinstance(e, (int, float)) or not math.isfinite(e) or e <= 0:
+            raise ConfigError("run.eta", f"must be a finite number > 0 (or a list of them), got {e!r}")
+    if seeds is not None:
+        if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
+            raise ConfigError("seeds", f"must be an integer >= 1, got {seeds!r}")
+    out = {
+        "eta": [float(e) for e in etas],
+        "optimizer": _string(t, "optimizer", where, "sgd", choices=OPTIMIZERS),
+        "momentum": float(_number(t, "momentum", where, 0.9, low=0)),
+        "time_horizon": float(_number(t, "time_horizon", where, strict_low=0)),
+        "iterations": _number(t, "iterations", where, None, integer=True, low=1),
+        "seeds": seeds if seeds is not None else _number(t, "seeds", where, 100, integer=True, low=1),
+        "seed": _number(t, "seed", where, 0, integer=True, low=0),
+        "grid_points": _number(t, "grid_points", where, 200, integer=True, low=2),
+        "chunk": _number(t, "chunk", where, 500, integer=True, low=1),
+        "divergence_factor": float(_number(t, "divergence_factor", where, 1e6, strict_low=1)),
+    }
+    if out["momentum"] >= 1:
+        raise ConfigError("run.momentum", f"must be < 1, got {out['momentum']}")
+    return out
+
+
+def _resolve_policy(t: Any, i: int, n: int) -> dict:
+    where = f"policy[{i}]"
+    if not isinstance(t, dict):
+        raise ConfigError(where, "must be a table")
+    kind = _string(t, "kind", where, choices=("fixed", "schedule", "adaptive"))
+    if kind == "fixed":
+        _no_extra(t, {"kind", "label", "k"}, where)
+        out = {"kind": kind, "k": _number(t, "k", where, integer=True)}
+        default_label = f"k={out['k']}"
+    elif kind == "schedule":
+        _no_extra(t, {"kind", "label", "k0", "at", "ks", "by"}, where)
+        at, ks = t.get("at"), t.get("ks")
+        if not isinstance(at, list) or not all(isinstance(a, (int, float)) and not isinstance(a, bool) for a in at):
+            raise ConfigError(f"{where}.at", f"must be a list of numbers, got {at!r}")
+        if not isinstance(ks, list) or not all(isinstance(k, int) and not isinstance(k, bool) for k in ks):
+            raise ConfigError(f"{where}.ks", f"must be a list of integers, got {ks!r}")
+        out = {
+            "kind": kind,
+            "k0": _number(t, "k0", where, integer=True),
+            "at": [float(a) for a in at],
+            "ks": ks,
+            "by": _string(t, "by", where, "time", choices=("time", "iterations")),
+        }
+        default_label = f"schedule {out['k0']}->{ks[-1] if ks else out['k0']}"
+    else:
+        _no_extra(t, {"kind", "label", "k_min", "k_max", "thresh", "burnin", "step", "factor"}, where)
+        out = {
+            "kind": kind,
+            "k_min": _number(t, "k_min", where, integer=True),
+            "k_max": _number(t, "k_max", where, n, integer=True),
+            "thresh": _number(t, "thresh", where, integer=True),
+            "burnin": _number(t, "burnin", where, integer=True, low=0),
+            "step": _number(t, "step", where, 0 if "factor" in t else 1, integer=True, low=0),
+            "factor": _number(t, "factor", where, 1, integer=True, low=1),
+        }
+        default_label = f"adaptive {out['k_min']}->{out['k_max']}"
+    out["label"] = _string(t, "label", where, default_label)
+    policies.check(build_policy(out), n, where)
+    return out
+
+
+# ---------------------------------------------------------------- building and running
+
+
+def build_policy(p: dict) -> policies.KPolicy:
+    if p["kind"] == "fixed":
+        return policies.fixed(p["k"])
+    if p["kind"] == "schedule":
+        return policies.schedule(p["k0"], p["at"], p["ks"], by=p["by"])
+    return policies.adaptive(p["k_min"], p["k_max"], p["thresh"], p["burnin"], step=p["step"], factor=p["factor"])
+
+
+def build_problem(p: dict) -> problems.Problem:
+    """The problem of a resolved study, data loaded and F* computed (may raise DataError)."""
+    n = p["n_workers"]
+    if p["kind"] == "linear":
+        x, y, _ = data.synthetic_linear(p["m"], p["d"], p["data_seed"])
+        return problems.linear_regression(x, y, n)
+    if p["dataset"] == "digits":
+        x, labels = data.load_digits()
+    else:
+        x, labels = data.load_mnist(p["images"], p["labels"])
+    classes = tuple(p["classes"]) if p["classes"] else None
+    x, labels = data.select_classes(x, labels, classes)
+    x, labels = data.subsample(x, labels, p["m"], p["data_seed"])
+    num_classes = 1 if classes is not None and len(classes) == 2 else (len(classes) if classes else 10)
+    return problems.logistic_regression(x, labels, n, p["reg"], num_classes)
+
+
+def configurations(study: Study) -> tuple[list[str], list[SimConfig]]:
+    """Every policy x every eta, with labels."""
+    d = study.delays
+    law = delays.make_law(d["law"], **{k: d[k] for k in delays.parameter_names(d["law"])})
+    slowdown = np.asarray(d["slowdown"], np.float64)
+    etas = study.run["eta"]
+    labels, configs = [], []
+    for p in study.policies:
+        for eta in etas:
+            labels.append(p["label"] if len(etas) == 1 else f"{p['label']}, eta={eta:g}")
+            configs.append(SimConfig(policy=build_policy(p), eta=np.float64(eta), delay=law, slowdown=slowdown))
+    return labels, configs
+
+
+def check_step_size(study: Study, problem: problems.Problem) -> None:
+    """Warn when a step size is above the stable limit of a least-squares problem."""
+    if isinstance(problem, problems.LinearRegression):
+        limit = problems.stable_step_limit(problem)
+        for eta in study.run["eta"]:
+            if eta >= limit:
+                warnings.warn(
+                    f"run.eta={eta:g} is above the stable limit 2/max_i L_i = {limit:.4g} of this problem: runs may diverge",
+                    stacklevel=2,
+                )
+
+
+def run_study(study: Study, progress: Callable[[engine.Progress], None] | None = None) -> tuple[list[str], engine.Simulation]:
+    """Build the problem and configurations and run them all in one compiled call."""
+    problem = build_problem(study.problem)
+    check_step_size(study, problem)
+    labels, configs = configurations(study)
+    run = study.run
+    spec = RunSpec(n=study.problem["n_workers"], chunk=run["chunk"], optimizer=run["optimizer"], momentum=run["momentum"])
+    sim = engine.simulate(
+        problem,
+        stack_configs(configs),
+        seeds=run["seeds"],
+        time_horizon=run["time_horizon"],
+        spec=spec,
+        seed=run["seed"],
+        iterations=run["iterations"],
+        grid_points=run["grid_points"],
+        divergence_factor=run["divergence_factor"],
+        progress=progress,
+    )
+    return labels, sim
+
+
+def to_json(obj: Any) -> str:
+    return json.dumps(obj, indent=2, sort_keys=False, allow_nan=True)
