@@ -1,0 +1,71 @@
+"""Delay laws against their closed-form means, and the exponential order statistics."""
+
+import jax
+import numpy as np
+import pytest
+
+from fastk_jax import delays
+from fastk_jax.errors import ConfigError
+
+LAWS = [
+    ("exponential", {"rate": 2.0}),
+    ("shifted_exponential", {"shift": 1.0, "rate": 1.0}),
+    ("pareto", {"shape": 3.0, "scale": 1.0}),
+    ("uniform", {"low": 0.5, "high": 1.5}),
+    ("lognormal", {"mu": 0.0, "sigma": 0.5}),
+    ("weibull", {"shape": 1.5, "scale": 2.0}),
+    ("hyperexponential", {"probs": [0.9, 0.1], "rates": [2.0, 0.2]}),
+]
+
+
+@pytest.mark.parametrize("name,params", LAWS)
+def test_sample_mean_matches_closed_form(name, params):
+    law = delays.make_law(name, **params)
+    x = np.asarray(law.sample(jax.random.key(0), (200_000,)), np.float64)
+    assert np.all(x > 0)
+    se = x.std(ddof=1) / np.sqrt(x.size)
+    assert abs(x.mean() - float(law.mean())) < 5 * se
+
+
+@pytest.mark.parametrize("name,params", LAWS)
+def test_parameters_vmap(name, params):
+    law = delays.make_law(name, **params)
+    stacked = jax.tree.map(lambda v: np.stack([v, v]), law)
+    draws = jax.vmap(lambda l, k: l.sample(k, (3,)))(stacked, jax.random.split(jax.random.key(1), 2))
+    assert draws.shape == (2, 3)
+
+
+def test_exponential_order_statistic_closed_form_and_monte_carlo():
+    law = delays.make_law("exponential", rate=0.5)
+    # E[X_(k:n)] = (H_n - H_(n-k)) / rate
+    assert law.order_statistic_mean(10, 50) == pytest.approx((delays.harmonic(50) - delays.harmonic(40)) / 0.5)
+    assert law.order_statistic_mean(5, 5) == pytest.approx(delays.harmonic(5) / 0.5)
+    x = np.sort(np.asarray(law.sample(jax.random.key(2), (40_000, 8)), np.float64), axis=1)
+    for k in (1, 4, 8):
+        col = x[:, k - 1]
+        assert abs(col.mean() - law.order_statistic_mean(k, 8)) < 5 * col.std(ddof=1) / np.sqrt(col.size)
+    shifted = delays.make_law("shifted_exponential", shift=1.0, rate=2.0)
+    assert shifted.order_statistic_mean(3, 4) == pytest.approx(1.0 + law.order_statistic_mean(3, 4) / 4)
+
+
+def test_pareto_mean_is_infinite_for_shape_at_most_one():
+    assert np.isinf(float(delays.make_law("pareto", shape=1.0, scale=1.0).mean()))
+    assert float(delays.make_law("pareto", shape=2.0, scale=1.0).mean()) == pytest.approx(2.0)
+
+
+@pytest.mark.parametrize(
+    "name,params,field",
+    [
+        ("exponential", {"rate": -1.0}, "delays.rate"),
+        ("exponential", {"rate": float("nan")}, "delays.rate"),
+        ("gamma", {"rate": 1.0}, "delays.law"),
+        ("uniform", {"low": 2.0, "high": 1.0}, "delays.high"),
+        ("hyperexponential", {"probs": [0.5, 0.6], "rates": [1.0, 2.0]}, "delays.probs"),
+        ("exponential", {}, "delays.rate"),
+        ("exponential", {"rate": 1.0, "shape": 2.0}, "delays.shape"),
+    ],
+)
+def test_bad_parameters_name_the_field(name, params, field):
+    with pytest.raises(ConfigError) as e:
+        delays.make_law(name, **params)
+    assert str(e.value).startswith(field)

@@ -1,0 +1,149 @@
+"""The engine against closed forms, its compile-once promise, divergence handling and
+the adaptive policy's behaviour on the paper's Fig. 3 setup."""
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from fastk_jax import curves, delays, engine, policies, problems
+from fastk_jax.data import synthetic_linear
+from fastk_jax.spec import RunSpec, SimConfig, stack_configs
+
+
+def _linear(m=100, d=5, n=50, seed=0):
+    x, y, _ = synthetic_linear(m, d, seed)
+    return problems.linear_regression(x, y, n)
+
+
+def _configs(pols, eta, law, n):
+    etas = eta if isinstance(eta, list) else [eta] * len(pols)
+    return stack_configs([SimConfig(p, np.float64(e), law, np.ones(n)) for p, e in zip(pols, etas)])
+
+
+def test_mean_time_per_iteration_is_the_kth_order_statistic():
+    """Exponential(rate 1), n=50: E[X_(10:50)] = H_50 - H_40 and E[X_(50:50)] = H_50."""
+    n, iters, seeds = 50, 400, 64
+    prob = _linear(n=n)
+    law = delays.make_law("exponential", rate=1.0)
+    cfg = _configs([policies.fixed(10), policies.fixed(n)], 1e-4, law, n)
+    sim = engine.simulate(
+        prob, cfg, seeds=seeds, time_horizon=1.0, iterations=iters, spec=RunSpec(n=n, chunk=iters), grid_points=4
+    )
+    assert sim.iterations > iters  # the iteration grid ends at iters, which needs iters + 1 steps
+    per_iter = np.asarray(sim.summary.final_time, np.float64) / sim.iterations  # (C, S)
+    expected = [delays.harmonic(50) - delays.harmonic(40), delays.harmonic(50)]
+    for c in range(2):
+        se = per_iter[c].std(ddof=1) / np.sqrt(seeds)
+        assert abs(per_iter[c].mean() - expected[c]) < 5 * se, (c, per_iter[c].mean(), expected[c], se)
+    # the renewal count J(t) on the time grid is the number of updates by t
+    assert np.all(np.diff(sim.summary.updates.mean, axis=1) >= 0)
+
+
+def test_a_second_sweep_of_the_same_shape_does_not_recompile():
+    n = 10
+    prob = _linear(m=60, d=4, n=n)
+    law = delays.make_law("exponential", rate=1.0)
+    spec = RunSpec(n=n, chunk=50)
+    kwargs = dict(seeds=3, time_horizon=5.0, iterations=60, spec=spec)
+    first = _configs([policies.fixed(2), policies.adaptive(2, 8, 3, 5, step=2)], [1e-3, 2e-3], law, n)
+    engine.simulate(prob, first, **kwargs)
+    before = engine.trace_count()
+    other_law = delays.make_law("exponential", rate=3.0)
+    second = _configs([policies.schedule(1, [2.0], [5]), policies.fixed(9)], [5e-4, 1e-3], other_law, n)
+    engine.simulate(prob, second, **{**kwargs, "time_horizon": 7.0})
+    assert engine.trace_count() == before
+
+
+def test_diverged_runs_are_counted_and_left_out():
+    n, seeds = 10, 6
+    prob = _linear(m=60, d=4, n=n)
+    limit = problems.stable_step_limit(prob)
+    law = delays.make_law("exponential", rate=1.0)
+    cfg = _configs([policies.fixed(5), policies.fixed(5)], [0.5 * limit, 20 * limit], law, n)
+    sim = engine.simulate(prob, cfg, seeds=seeds, time_horizon=20.0, iterations=300, spec=RunSpec(n=n, chunk=100))
+    s = sim.summary
+    assert list(s.diverged) == [0, seeds]
+    assert np.all(s.error.runs[1] == 0) and np.all(np.isnan(s.error.mean[1]))
+    assert np.all(np.isfinite(s.error.mean[0]))
+
+
+def test_summary_leaves_out_diverged_runs_and_unreached_points():
+    grids = curves.Grids(time=jnp.array([0.0, 1.0, 2.0]), iteration=jnp.array([0, 1]), error_limit=jnp.asarray(1e9))
+    err = jnp.array([[[1.0, 2.0, 3.0], [5.0, 6.0, 7.0], [jnp.nan, jnp.inf, 9.0]]])  # (C=1, S=3, G=3)
+    rc = curves.RunCurves(
+        error=err,
+        k=jnp.ones((1, 3, 3), jnp.int32),
+        downloads=jnp.zeros((1, 3, 3), jnp.int32),
+        updates=jnp.zeros((1, 3, 3), jnp.int32),
+        iter_error=jnp.ones((1, 3, 2)),
+        diverged=jnp.array([[False, False, True]]),
+    )
+    final_time = jnp.array([[5.0, 1.5, 5.0]])  # seed 1 stopped before t = 2
+    s = curves.summarize(rc, final_time, jnp.full((1, 3), 2), grids)
+    np.testing.assert_allclose(s.error.mean[0], [3.0, 4.0, 3.0])
+    np.testing.assert_array_equal(s.error.runs[0], [2, 2, 1])
+    assert int(s.diverged[0]) == 1
+
+
+def test_t_quantile():
+    assert float(curves.t_quantile_975(1e9)) == pytest.approx(1.959964, abs=1e-5)
+    # exact values of Student's t 0.975 quantile
+    cases = [(1, 12.706205), (2, 4.302653), (3, 3.182446), (4, 2.776445), (9, 2.262157), (19, 2.093024), (99, 1.984217)]
+    for dof, exact in cases:
+        assert float(curves.t_quantile_975(dof)) == pytest.approx(exact, abs={3: 4e-3, 4: 1e-3}.get(dof, 1e-4))
+
+
+def test_trajectories_are_not_kept_unless_asked():
+    n = 10
+    prob = _linear(m=60, d=4, n=n)
+    law = delays.make_law("exponential", rate=1.0)
+    cfg = _configs([policies.fixed(3)], 1e-3, law, n)
+    sim = engine.simulate(prob, cfg, seeds=2, time_horizon=3.0, iterations=40, spec=RunSpec(n=n, chunk=20))
+    assert sim.trajectories is None
+    kept = engine.simulate(
+        prob, cfg, seeds=2, time_horizon=3.0, iterations=40, spec=RunSpec(n=n, chunk=20, keep_trajectories=True)
+    )
+    assert kept.trajectories.error.shape == (1, 2, kept.iterations)
+
+
+def test_adaptive_k_rises_by_steps_only_after_burnin():
+    n, burnin = 20, 30
+    x, y, _ = synthetic_linear(400, 10, 1)
+    prob = problems.linear_regression(x, y, n)
+    law = delays.make_law("exponential", rate=1.0)
+    cfg = _configs([policies.adaptive(2, 11, thresh=3, burnin=burnin, step=3)], 0.5 * problems.stable_step_limit(prob), law, n)
+    sim = engine.simulate(
+        prob, cfg, seeds=8, time_horizon=50.0, iterations=1500, spec=RunSpec(n=n, chunk=500, keep_trajectories=True)
+    )
+    ks = np.asarray(sim.trajectories.k[0])  # (S, J)
+    assert ks.min() >= 2 and ks.max() <= 11
+    assert np.all(np.diff(ks, axis=1) >= 0)
+    assert set(np.unique(ks)) <= {2, 5, 8, 11}
+    switched = 0
+    for run in ks:
+        at = np.flatnonzero(np.diff(run)) + 1  # iterations that use a new k
+        gaps = np.diff(np.concatenate([[0], at]))
+        assert np.all(gaps >= burnin + 1)
+        switched += at.size
+    assert switched > 0
+
+
+def test_fig3_adaptive_beats_fixed_k():
+    """The paper's Fig. 3 setup (n=50, d=100, m=2000, eta=5e-4, exp(1) delays): Algorithm 1
+    ends below fixed k=10 and reaches fixed k=40's final error sooner than k=40 does."""
+    n = 50
+    x, y, _ = synthetic_linear(2000, 100, 0)
+    prob = problems.linear_regression(x, y, n)
+    law = delays.make_law("exponential", rate=1.0)
+    pols = [policies.fixed(10), policies.fixed(40), policies.adaptive(10, 40, thresh=10, burnin=200, step=10)]
+    sim = engine.simulate(prob, _configs(pols, 5e-4, law, n), seeds=4, time_horizon=8000.0, spec=RunSpec(n=n, chunk=2000))
+    t, err = sim.time_grid, sim.summary.error.mean
+    assert list(sim.summary.diverged) == [0, 0, 0]
+    late = t >= 6000
+    assert err[2, late].mean() < err[0, late].mean()
+    level = err[1, t >= 7000].mean()  # fixed k=40's final error
+
+    def first_reach(c):
+        return t[np.argmax(err[c] <= level)]
+
+    assert first_reach(2) < first_reach(1)
