@@ -53,11 +53,12 @@ def _run(args) -> int:
     s = study.load_study(args.config, seeds=args.seeds)
     out = Path(args.out) if args.out else Path("results") / s.name
     say = (lambda *a: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr))
-    say(f"fastk-jax: {s.name}: {len(s.policies) * len(s.run['eta'])} configurations x {s.run['seeds']} seeds")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
+        prepared = study.prepare(s)  # loads the data: bad data fails here, before any output
+        say(f"fastk-jax: {s.name}: {len(prepared.labels)} configurations x {s.run['seeds']} seeds")
         started = time.perf_counter()
-        labels, sim = study.run_study(s, progress=_progress_printer(args.quiet))
+        labels, sim = study.run_study(s, progress=_progress_printer(args.quiet), prepared=prepared)
         wall = time.perf_counter() - started
     for w in caught:
         print(f"fastk-jax: warning: {w.message}", file=sys.stderr)

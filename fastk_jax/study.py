@@ -22,7 +22,7 @@ import math
 import sys
 import warnings
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import numpy as np
 
@@ -321,26 +321,46 @@ def check_step_size(study: Study, problem: problems.Problem) -> None:
                 )
 
 
-def run_study(study: Study, progress: Callable[[engine.Progress], None] | None = None) -> tuple[list[str], engine.Simulation]:
-    """Build the problem and configurations and run them all in one compiled call."""
+class Prepared(NamedTuple):
+    """A study ready to run: data loaded, F* computed, configurations built."""
+
+    problem: problems.Problem
+    labels: list[str]
+    configs: list[SimConfig]
+    spec: RunSpec
+
+
+def prepare(study: Study) -> Prepared:
+    """Load the data and build everything a run needs (may raise DataError)."""
     problem = build_problem(study.problem)
     check_step_size(study, problem)
     labels, configs = configurations(study)
     run = study.run
     spec = RunSpec(n=study.problem["n_workers"], chunk=run["chunk"], optimizer=run["optimizer"], momentum=run["momentum"])
+    return Prepared(problem, labels, configs, spec)
+
+
+def run_study(
+    study: Study,
+    progress: Callable[[engine.Progress], None] | None = None,
+    prepared: Prepared | None = None,
+) -> tuple[list[str], engine.Simulation]:
+    """Run every configuration of a study in one compiled, vmapped call."""
+    prepared = prepared or prepare(study)
+    run = study.run
     sim = engine.simulate(
-        problem,
-        stack_configs(configs),
+        prepared.problem,
+        stack_configs(prepared.configs),
         seeds=run["seeds"],
         time_horizon=run["time_horizon"],
-        spec=spec,
+        spec=prepared.spec,
         seed=run["seed"],
         iterations=run["iterations"],
         grid_points=run["grid_points"],
         divergence_factor=run["divergence_factor"],
         progress=progress,
     )
-    return labels, sim
+    return prepared.labels, sim
 
 
 def to_json(obj: Any) -> str:

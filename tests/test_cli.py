@@ -1,0 +1,163 @@
+"""The fastk-jax console command, run for real in a subprocess."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from fastk_jax import results
+from fastk_jax.data import write_idx
+
+# the installed console script, preferably the one beside this interpreter
+EXE = shutil.which("fastk-jax", path=os.path.dirname(sys.executable)) or shutil.which("fastk-jax")
+
+
+def toml(doc: dict) -> str:
+    """A minimal TOML writer for test configs: scalars, lists, tables, arrays of tables."""
+
+    def value(v):
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, str):
+            return json.dumps(v)
+        if isinstance(v, float) and v != v:
+            return "nan"
+        if isinstance(v, list):
+            return "[" + ", ".join(value(x) for x in v) + "]"
+        return repr(v)
+
+    lines = [f"{k} = {value(v)}" for k, v in doc.items() if not isinstance(v, (dict, list)) or k == "x"]
+    for k, v in doc.items():
+        if isinstance(v, dict):
+            lines += [f"[{k}]"] + [f"{kk} = {value(vv)}" for kk, vv in v.items()]
+        elif isinstance(v, list) and v and isinstance(v[0], dict):
+            for item in v:
+                lines += [f"[[{k}]]"] + [f"{kk} = {value(vv)}" for kk, vv in item.items()]
+    return "\n".join(lines) + "\n"
+
+
+def base() -> dict:
+    return {
+        "name": "tiny",
+        "problem": {"kind": "linear", "n_workers": 10, "m": 100, "d": 5},
+        "delays": {"law": "exponential", "rate": 1.0},
+        "run": {"eta": 0.001, "time_horizon": 20.0, "seeds": 3, "chunk": 100},
+        "policy": [{"kind": "fixed", "k": 3}, {"kind": "adaptive", "k_min": 2, "k_max": 8, "step": 2, "thresh": 3, "burnin": 10}],
+    }
+
+
+def run_cli(*args, cwd=None):
+    cmd = [EXE] if EXE else [sys.executable, "-m", "fastk_jax.cli"]
+    return subprocess.run(cmd + [str(a) for a in args], capture_output=True, text=True, cwd=cwd, timeout=300)
+
+
+def test_run_writes_results_config_and_figure(tmp_path):
+    cfg = tmp_path / "tiny.toml"
+    cfg.write_text(toml(base()))
+    out = tmp_path / "out"
+    proc = run_cli("run", cfg, "--seeds", 4, "--out", out)
+    assert proc.returncode == 0, proc.stderr
+    for name in ("results.npz", "config.json", "summary.json", "figure.png", "figure.pdf"):
+        assert (out / name).stat().st_size > 0
+    with np.load(out / "results.npz", allow_pickle=False) as f:
+        assert f["error_mean"].shape[0] == 2
+    res = results.load(out)
+    assert list(res.labels) == ["k=3", "adaptive 2->8"] and res.seeds == 4
+    assert np.all(np.isfinite(res.bands["error"].mean))
+    config = json.loads((out / "config.json").read_text())
+    assert config["run"]["seeds"] == 4 and config["run"]["optimizer"] == "sgd"  # resolved defaults
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out.")]  # no staging left
+
+
+def _with(path, value):
+    doc = base()
+    node = doc
+    for key in path[:-1]:
+        node = node[key]
+    if value is _DELETE:
+        del node[path[-1]]
+    else:
+        node[path[-1]] = value
+    return toml(doc)
+
+
+_DELETE = object()
+
+
+def _mnist_files(tmp_path, images=4, labels=4):
+    write_idx(tmp_path / "img.idx", np.zeros((images, 2, 2), np.uint8), compress=False)
+    write_idx(tmp_path / "lab.idx", np.arange(labels, dtype=np.uint8) % 10, compress=False)
+    return str(tmp_path / "img.idx"), str(tmp_path / "lab.idx")
+
+
+BAD = {
+    "missing file": (None, "not found"),
+    "empty file": ("", "empty"),
+    "malformed toml": ("name = [unclosed\n", "not valid TOML"),
+    "k above n": (_with(["policy", 0, "k"], 11), "policy[0].k"),
+    "k below 1": (_with(["policy", 0, "k"], 0), "policy[0].k"),
+    "eta zero": (_with(["run", "eta"], 0.0), "run.eta"),
+    "eta nan": (_with(["run", "eta"], float("nan")), "run.eta"),
+    "unknown law": (_with(["delays", "law"], "gamma"), "delays.law"),
+    "infinite mean": (toml({**base(), "delays": {"law": "pareto", "shape": 0.8, "scale": 1.0}}), "infinite mean"),
+    "missing run": (_with(["run"], _DELETE), "run"),
+    "unknown field": (_with(["run", "etta"], 1.0), "run.etta"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_bad_config_is_one_line_exit_2_nothing_written(tmp_path, case):
+    text, needle = BAD[case]
+    cfg = tmp_path / "c.toml"
+    if text is not None:
+        cfg.write_text(text)
+    out = tmp_path / "out"
+    proc = run_cli("run", cfg, "--out", out)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+    assert needle in proc.stderr
+    assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == (["c.toml"] if text is not None else [])
+
+
+@pytest.mark.parametrize(
+    "case,needle",
+    [("seeds0", "seeds"), ("empty images", "empty"), ("labels mismatch", "do not match"), ("k_max", "k_max")],
+)
+def test_bad_arguments_and_data(tmp_path, case, needle):
+    doc = base()
+    args = []
+    if case == "seeds0":
+        args = ["--seeds", 0]
+    elif case == "k_max":
+        doc["policy"][1]["k_max"] = 12
+    else:
+        images, labels = _mnist_files(tmp_path, labels=3 if case == "labels mismatch" else 4)
+        if case == "empty images":
+            (tmp_path / "img.idx").write_bytes(b"")
+        doc["problem"] = {"kind": "logistic", "n_workers": 2, "dataset": "mnist", "images": images, "labels": labels}
+        doc["policy"] = [{"kind": "fixed", "k": 1}]
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(toml(doc))
+    before = sorted(p.name for p in tmp_path.iterdir())
+    proc = run_cli("run", cfg, "--out", tmp_path / "out", *args)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr and needle in proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_divergence_is_reported(tmp_path):
+    doc = base()
+    doc["run"]["eta"] = [0.001, 1.0]  # the second is far above the stable limit
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(toml(doc))
+    proc = run_cli("run", cfg, "--out", tmp_path / "out", "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    assert "above the stable limit" in proc.stderr
+    assert "runs diverged" in proc.stderr
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    diverged = {c["label"]: c["diverged"] for c in summary["configurations"]}
+    assert diverged["k=3, eta=0.001"] == 0 and diverged["k=3, eta=1"] == 3
