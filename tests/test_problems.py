@@ -1,0 +1,100 @@
+"""Problems: losses, F*, sharding, and the stability of the paper's step size."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from fastk_jax import problems
+from fastk_jax.data import synthetic_linear
+from fastk_jax.errors import DataError
+
+
+def test_linear_loss_and_f_star_match_numpy():
+    x, y, _ = synthetic_linear(120, 6, 3)
+    p = problems.linear_regression(x, y, 4)
+    w_star = np.linalg.lstsq(x, y, rcond=None)[0]
+    assert float(p.f_star) == pytest.approx(0.5 * np.mean((x @ w_star - y) ** 2), rel=1e-6)
+    w = np.arange(6.0)
+    assert float(problems.full_loss(p, jnp.asarray(w, jnp.float32))) == pytest.approx(0.5 * np.mean((x @ w - y) ** 2), rel=1e-5)
+    # partial gradients (eq. (3)) are the shard means
+    grads = jax.jacrev(p.shard_losses)(jnp.asarray(w, jnp.float32))
+    xs, ys = x.reshape(4, 30, 6), y.reshape(4, 30)
+    expected = np.einsum("nsd,ns->nd", xs, np.einsum("nsd,d->ns", xs, w) - ys) / 30
+    np.testing.assert_allclose(grads, expected, rtol=2e-4)
+
+
+def test_paper_step_size_is_stable_under_the_mean_loss():
+    """Sec. V-A data (m=2000, d=100, n=50): eta = 0.0005 is below the limit 2/max_i L_i under
+    which no selection of shards can make a step expansive; under the sum loss it would not be."""
+    x, y, _ = synthetic_linear(2000, 100, 0)
+    p = problems.linear_regression(x, y, 50)
+    spec = problems.hessian_spectrum_linear(p)
+    assert 2900 < spec["L"] < 3200  # ~ 8.25 + 30.25 d
+    limit = problems.stable_step_limit(p)
+    assert 5e-4 < limit < 2 / spec["L"]
+    assert 5e-4 * 2000 * spec["L"] > 2  # the sum loss would scale L by m
+
+
+def test_uneven_split_drops_the_remainder_with_a_warning():
+    x, y, _ = synthetic_linear(103, 3, 0)
+    with pytest.warns(UserWarning, match="last 3 rows are dropped"):
+        p = problems.linear_regression(x, y, 10)
+    assert p.x.shape == (10, 10, 3)
+    w_star = np.linalg.lstsq(x[:100], y[:100], rcond=None)[0]
+    assert float(p.f_star) == pytest.approx(0.5 * np.mean((x[:100] @ w_star - y[:100]) ** 2), rel=1e-6)
+    with pytest.raises(DataError, match="need at least"):
+        problems.linear_regression(x[:5], y[:5], 10)
+
+
+def _logistic_data(m=150, d=5, classes=3, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(m, d))
+    labels = np.argmax(x @ rng.normal(size=(d, classes)) + rng.normal(size=(m, classes)), axis=1)
+    return x, labels
+
+
+def test_logistic_f_star_is_a_stationary_point_in_float64():
+    x, labels = _logistic_data()
+    reg = 0.05
+    f_star, w_star = problems.logistic_optimum(x, np.eye(3)[labels], reg)
+    with jax.enable_x64(True):
+        p = problems.logistic_regression(x, labels, 5, reg, 3)
+        w = jnp.asarray(w_star)
+        grad = jax.grad(lambda v: jnp.mean(p.shard_losses(v)))(w)
+        assert float(jnp.max(jnp.abs(grad))) < 1e-9
+        assert float(problems.full_loss(p, w)) == pytest.approx(f_star, rel=1e-12)
+        # and it is a minimum: small perturbations only increase the loss
+        for key in range(3):
+            dw = 1e-3 * jax.random.normal(jax.random.key(key), w.shape, jnp.float64)
+            assert float(problems.full_loss(p, w + dw)) > f_star
+
+
+def test_logistic_loss_is_one_vs_all_cross_entropy():
+    x, labels = _logistic_data(m=40, d=3, classes=2)
+    p = problems.logistic_regression(x, labels, 4, 0.1, 2)
+    rng = np.random.default_rng(1)
+    wmat, b = rng.normal(size=(3, 2)), rng.normal(size=2)
+    w = np.concatenate([wmat.ravel(), b])
+    z = x @ wmat + b
+    y = np.eye(2)[labels]
+    expected = np.mean(np.log1p(np.exp(z)) - y * z) + 0.1 / 2 * np.sum(wmat**2) / 2
+    assert float(problems.full_loss(p, jnp.asarray(w, jnp.float32))) == pytest.approx(expected, rel=1e-5)
+
+
+def test_logistic_refuses_what_has_no_minimizer():
+    x, labels = _logistic_data(m=40, classes=2)
+    with pytest.raises(DataError, match="reg > 0"):
+        problems.logistic_regression(x, labels, 4, 0.0, 2)
+    with pytest.raises(DataError, match="class 2"):
+        problems.logistic_regression(x, labels, 4, 0.1, 3)  # class 2 never occurs
+
+
+def test_digits_problem_builds():
+    pytest.importorskip("sklearn")
+    from fastk_jax.data import load_digits
+
+    x, labels = load_digits()
+    p = problems.logistic_regression(x[:300], labels[:300], 20, 0.01, 10)
+    assert p.x.shape == (20, 15, 64) and p.num_params == 650
+    assert 0 < float(p.f_star) < np.log(2)
