@@ -21,7 +21,9 @@ EXIT_BAD_INPUT = 2
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str):  # one line instead of usage + message
-        self.exit(EXIT_BAD_INPUT, f"fastk-jax: error: {message} (see fastk-jax {self._sub or ''} --help)\n".replace("  ", " "))
+        self.exit(
+            EXIT_BAD_INPUT, f"fastk-jax: error: {message} (see fastk-jax {self._sub or ''} --help)\n".replace("  ", " ")
+        )
 
     _sub = None
 
@@ -89,9 +91,14 @@ def _run(args) -> int:
         ],
         "versions": _versions(),
     }
-    fig = lambda d: plotting.save_figure(plotting.error_vs_time(res, title=s.name), d / "figure")  # noqa: E731
-    results.save(out, res, s.as_dict(), summary, figures=[fig])
-    say(f"fastk-jax: wrote {out}/results.npz, config.json, summary.json, figure.png, figure.pdf ({wall:.1f} s, {sim.compile_s:.1f} s compiling)")
+
+    def figure(folder: Path) -> None:
+        plotting.save_figure(plotting.error_vs_time(res, title=s.name), folder / "figure")
+
+    results.save(out, res, s.as_dict(), summary, figures=[figure])
+    say(
+        f"fastk-jax: wrote {out}/results.npz, config.json, summary.json, figure.png, figure.pdf ({wall:.1f} s, {sim.compile_s:.1f} s compiling)"
+    )
     for c in summary["configurations"]:
         say(f"  {c['label']:<24} final error {c['final_error']:.4g} +- {c['final_error_half_width']:.2g}")
     return 0

@@ -220,7 +220,9 @@ class HyperExponential:
         if p.shape != np.shape(self.rates) or p.ndim != 1 or p.size < 1:
             raise ConfigError("delays.probs", "hyperexponential needs probs and rates of the same length")
         if not np.all(np.isfinite(p)) or np.any(p <= 0) or not math.isclose(p.sum(), 1.0, abs_tol=1e-6):
-            raise ConfigError("delays.probs", f"hyperexponential needs positive probs that sum to 1, got {self.probs!r}")
+            raise ConfigError(
+                "delays.probs", f"hyperexponential needs positive probs that sum to 1, got {self.probs!r}"
+            )
 
 
 LAWS: dict[str, type] = {

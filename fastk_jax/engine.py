@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import math
 import time as _time
+from collections.abc import Callable
 from functools import partial
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -130,8 +131,9 @@ def simulate(
     """
     num_configs = int(np.shape(configs.eta)[0])
     first_k = [int(k) for k in np.asarray(configs.policy.k0)]
-    unstack = lambda c: jax.tree.map(lambda x: x[c], configs)  # noqa: E731
-    fastest_mean = min(mean_iteration_time(unstack(c), spec.n, first_k[c]) for c in range(num_configs))
+    fastest_mean = min(
+        mean_iteration_time(jax.tree.map(lambda x, c=c: x[c], configs), spec.n, first_k[c]) for c in range(num_configs)
+    )
     if iterations is None:
         iterations = max(1, math.ceil(time_horizon / fastest_mean))
     if max_iterations is None:

@@ -124,7 +124,11 @@ def check(policy: KPolicy, n: int, where: str = "policy") -> None:
         k_in_range("k_max", policy.k_max)
         if int(policy.k_max) < int(policy.k0):
             raise ConfigError(f"{where}.k_max", f"must be >= k_min={int(policy.k0)}, got {int(policy.k_max)}")
-        if int(policy.factor) < 1 or int(policy.step) < 0 or int(policy.factor) * int(policy.k0) + int(policy.step) <= int(policy.k0):
+        if (
+            int(policy.factor) < 1
+            or int(policy.step) < 0
+            or int(policy.factor) * int(policy.k0) + int(policy.step) <= int(policy.k0)
+        ):
             raise ConfigError(f"{where}.step", "Algorithm 1 needs step >= 1 or factor >= 2 so that k grows")
         if int(policy.burnin) < 0:
             raise ConfigError(f"{where}.burnin", f"must be >= 0, got {int(policy.burnin)}")

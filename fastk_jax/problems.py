@@ -216,7 +216,7 @@ def hessian_spectrum_linear(problem: LinearRegression) -> dict[str, float]:
     """Host float64 curvature of least squares: L = lambda_max(X^T X / m), c = lambda_min, and
     the largest single-shard L_i = lambda_max(X_i^T X_i / s)."""
     xs = np.asarray(problem.x, np.float64)
-    n, s, d = xs.shape
+    n, s, _ = xs.shape
     full = np.linalg.eigvalsh(np.einsum("nsd,nse->de", xs, xs) / (n * s))
     shard = np.linalg.eigvalsh(np.einsum("nsd,nse->nde", xs, xs) / s)[:, -1]
     return {"L": float(full[-1]), "c": float(full[0]), "L_shard_max": float(shard.max())}

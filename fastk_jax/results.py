@@ -107,7 +107,9 @@ def load(path: str | Path) -> Results:
     except FileNotFoundError:
         raise FastkError(f"no results at {path}") from None
     except (OSError, ValueError, EOFError) as e:
-        raise FastkError(f"{path} is not a readable results file: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+        raise FastkError(
+            f"{path} is not a readable results file: {str(e).splitlines()[0] if str(e) else type(e).__name__}"
+        ) from None
     try:
         return Results(
             labels=a["labels"],

@@ -73,5 +73,7 @@ def stack_configs(configs: list[SimConfig]) -> SimConfig:
     from .policies import stack as stack_policies
 
     policies = stack_policies([c.policy for c in configs])
-    rest = jax.tree.map(lambda *xs: jnp.stack([jnp.asarray(x) for x in xs]), *[c._replace(policy=None) for c in configs])
+    rest = jax.tree.map(
+        lambda *xs: jnp.stack([jnp.asarray(x) for x in xs]), *[c._replace(policy=None) for c in configs]
+    )
     return rest._replace(policy=jax.tree.map(jnp.asarray, policies))

@@ -21,8 +21,9 @@ import json
 import math
 import sys
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -157,11 +158,9 @@ def _resolve_problem(t: dict) -> dict:
             out["images"] = _string(t, "images", where)
             out["labels"] = _string(t, "labels", where)
         classes = t.get("classes")
-        if classes is not None:
-            if not isinstance(classes, list) or len(classes) < 2 or not all(
-                isinstance(c, int) and not isinstance(c, bool) for c in classes
-            ):
-                raise ConfigError(f"{where}.classes", f"must be a list of at least two integer labels, got {classes!r}")
+        integers = isinstance(classes, list) and all(isinstance(c, int) and not isinstance(c, bool) for c in classes)
+        if classes is not None and (not integers or len(classes) < 2):
+            raise ConfigError(f"{where}.classes", f"must be a list of at least two integer labels, got {classes!r}")
         out["classes"] = classes
         out["m"] = _number(t, "m", where, None, integer=True, low=1)
         out["reg"] = _number(t, "reg", where, 0.01, strict_low=0)
@@ -206,9 +205,8 @@ def _resolve_run(t: dict, seeds: int | None) -> dict:
     for e in etas:
         if isinstance(e, bool) or not isinstance(e, (int, float)) or not math.isfinite(e) or e <= 0:
             raise ConfigError("run.eta", f"must be a finite number > 0 (or a list of them), got {e!r}")
-    if seeds is not None:
-        if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
-            raise ConfigError("seeds", f"must be an integer >= 1, got {seeds!r}")
+    if seeds is not None and (isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1):
+        raise ConfigError("seeds", f"must be an integer >= 1, got {seeds!r}")
     out = {
         "eta": [float(e) for e in etas],
         "optimizer": _string(t, "optimizer", where, "sgd", choices=OPTIMIZERS),
@@ -336,7 +334,9 @@ def prepare(study: Study) -> Prepared:
     check_step_size(study, problem)
     labels, configs = configurations(study)
     run = study.run
-    spec = RunSpec(n=study.problem["n_workers"], chunk=run["chunk"], optimizer=run["optimizer"], momentum=run["momentum"])
+    spec = RunSpec(
+        n=study.problem["n_workers"], chunk=run["chunk"], optimizer=run["optimizer"], momentum=run["momentum"]
+    )
     return Prepared(problem, labels, configs, spec)
 
 

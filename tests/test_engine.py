@@ -44,7 +44,7 @@ def test_a_second_sweep_of_the_same_shape_does_not_recompile():
     prob = _linear(m=60, d=4, n=n)
     law = delays.make_law("exponential", rate=1.0)
     spec = RunSpec(n=n, chunk=50)
-    kwargs = dict(seeds=3, time_horizon=5.0, iterations=60, spec=spec)
+    kwargs = {"seeds": 3, "time_horizon": 5.0, "iterations": 60, "spec": spec}
     first = _configs([policies.fixed(2), policies.adaptive(2, 8, 3, 5, step=2)], [1e-3, 2e-3], law, n)
     engine.simulate(prob, first, **kwargs)
     before = engine.trace_count()
@@ -111,7 +111,9 @@ def test_adaptive_k_rises_by_steps_only_after_burnin():
     x, y, _ = synthetic_linear(400, 10, 1)
     prob = problems.linear_regression(x, y, n)
     law = delays.make_law("exponential", rate=1.0)
-    cfg = _configs([policies.adaptive(2, 11, thresh=3, burnin=burnin, step=3)], 0.5 * problems.stable_step_limit(prob), law, n)
+    cfg = _configs(
+        [policies.adaptive(2, 11, thresh=3, burnin=burnin, step=3)], 0.5 * problems.stable_step_limit(prob), law, n
+    )
     sim = engine.simulate(
         prob, cfg, seeds=8, time_horizon=50.0, iterations=1500, spec=RunSpec(n=n, chunk=500, keep_trajectories=True)
     )
@@ -136,7 +138,9 @@ def test_fig3_adaptive_beats_fixed_k():
     prob = problems.linear_regression(x, y, n)
     law = delays.make_law("exponential", rate=1.0)
     pols = [policies.fixed(10), policies.fixed(40), policies.adaptive(10, 40, thresh=10, burnin=200, step=10)]
-    sim = engine.simulate(prob, _configs(pols, 5e-4, law, n), seeds=4, time_horizon=8000.0, spec=RunSpec(n=n, chunk=2000))
+    sim = engine.simulate(
+        prob, _configs(pols, 5e-4, law, n), seeds=4, time_horizon=8000.0, spec=RunSpec(n=n, chunk=2000)
+    )
     t, err = sim.time_grid, sim.summary.error.mean
     assert list(sim.summary.diverged) == [0, 0, 0]
     late = t >= 6000

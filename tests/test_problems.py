@@ -16,7 +16,9 @@ def test_linear_loss_and_f_star_match_numpy():
     w_star = np.linalg.lstsq(x, y, rcond=None)[0]
     assert float(p.f_star) == pytest.approx(0.5 * np.mean((x @ w_star - y) ** 2), rel=1e-6)
     w = np.arange(6.0)
-    assert float(problems.full_loss(p, jnp.asarray(w, jnp.float32))) == pytest.approx(0.5 * np.mean((x @ w - y) ** 2), rel=1e-5)
+    assert float(problems.full_loss(p, jnp.asarray(w, jnp.float32))) == pytest.approx(
+        0.5 * np.mean((x @ w - y) ** 2), rel=1e-5
+    )
     # partial gradients (eq. (3)) are the shard means
     grads = jax.jacrev(p.shard_losses)(jnp.asarray(w, jnp.float32))
     xs, ys = x.reshape(4, 30, 6), y.reshape(4, 30)
