@@ -49,7 +49,7 @@ def error_vs_time(results: Results, title: str = "") -> plt.Figure:
     ax_k.set_xlabel("wall-clock time (units of the mean delay)")
     ax_k.grid(True, lw=0.3, alpha=0.5)
     for ax in (ax_err, ax_k):
-        ax.tick_params(labelsize=7)
+        ax.tick_params(which="both", labelsize=7)
         ax.xaxis.label.set_size(8)
         ax.yaxis.label.set_size(8)
     return fig
