@@ -14,6 +14,7 @@ import time
 import warnings
 from pathlib import Path
 
+from . import __version__
 from .errors import FastkError
 
 EXIT_BAD_INPUT = 2
@@ -21,11 +22,7 @@ EXIT_BAD_INPUT = 2
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str):  # one line instead of usage + message
-        self.exit(
-            EXIT_BAD_INPUT, f"fastk-jax: error: {message} (see fastk-jax {self._sub or ''} --help)\n".replace("  ", " ")
-        )
-
-    _sub = None
+        self.exit(EXIT_BAD_INPUT, f"fastk-jax: error: {message} (see {self.prog} --help)\n")
 
 
 def _progress_printer(quiet: bool):
@@ -116,9 +113,9 @@ def _versions() -> dict[str, str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = _Parser(prog="fastk-jax", description="Monte Carlo studies of distributed SGD with stragglers.")
+    parser.add_argument("--version", action="version", version=f"fastk-jax {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     run = sub.add_parser("run", help="run a study described in a TOML file")
-    run._sub = "run"
     run.add_argument("config", help="the study's TOML file, e.g. studies/adaptive-fig3.toml")
     run.add_argument("--seeds", type=int, help="number of seeds (overrides run.seeds)")
     run.add_argument("--out", help="output folder (default results/NAME)")

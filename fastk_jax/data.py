@@ -35,9 +35,7 @@ _IDX_TYPES: dict[int, np.dtype] = {
     0x0E: np.dtype(">f8"),
 }
 # Native dtype (by kind and size) -> IDX type byte, for writing.
-_IDX_CODES: dict[tuple[str, int], int] = {
-    (dt.kind, dt.itemsize): code for code, dt in _IDX_TYPES.items()
-}
+_IDX_CODES: dict[tuple[str, int], int] = {(dt.kind, dt.itemsize): code for code, dt in _IDX_TYPES.items()}
 
 _GZIP_MAGIC = b"\x1f\x8b"
 
@@ -91,9 +89,7 @@ def load_digits() -> tuple[np.ndarray, np.ndarray]:
     try:
         from sklearn.datasets import load_digits as _sk_load_digits
     except ImportError:
-        raise DataError(
-            "the digits data set needs scikit-learn: pip install 'fastk-jax[digits]'"
-        ) from None
+        raise DataError("the digits data set needs scikit-learn: pip install 'fastk-jax[digits]'") from None
     bunch = _sk_load_digits()
     images = np.asarray(bunch.data, dtype=np.float64) / 16.0
     labels = np.asarray(bunch.target).astype(np.int64)
@@ -147,24 +143,17 @@ def _parse_idx(raw: bytes, name: str) -> np.ndarray:
     if len(raw) < 4:
         raise DataError(f"idx file {name}: truncated header ({len(raw)} bytes, need at least 4)")
     if raw[0] != 0 or raw[1] != 0:
-        raise DataError(
-            f"idx file {name}: bad magic number 0x{raw[:4].hex()} "
-            "(an IDX file starts with two zero bytes)"
-        )
+        raise DataError(f"idx file {name}: bad magic number 0x{raw[:4].hex()} (an IDX file starts with two zero bytes)")
     code, ndim = raw[2], raw[3]
     if code not in _IDX_TYPES:
         raise DataError(
-            f"idx file {name}: unknown type code 0x{code:02X} "
-            "(expected 0x08, 0x09, 0x0B, 0x0C, 0x0D or 0x0E)"
+            f"idx file {name}: unknown type code 0x{code:02X} (expected 0x08, 0x09, 0x0B, 0x0C, 0x0D or 0x0E)"
         )
     if ndim == 0:
         raise DataError(f"idx file {name}: zero dimensions in header")
     header_len = 4 + 4 * ndim
     if len(raw) < header_len:
-        raise DataError(
-            f"idx file {name}: truncated header ({len(raw)} bytes, "
-            f"{ndim} dimensions need {header_len})"
-        )
+        raise DataError(f"idx file {name}: truncated header ({len(raw)} bytes, {ndim} dimensions need {header_len})")
     shape = struct.unpack(f">{ndim}I", raw[4:header_len])
     dtype = _IDX_TYPES[code]
     expected = math.prod(shape) * dtype.itemsize
@@ -176,8 +165,7 @@ def _parse_idx(raw: bytes, name: str) -> np.ndarray:
         )
     if actual > expected:
         raise DataError(
-            f"idx file {name}: {actual - expected} trailing bytes after the "
-            f"{expected} data bytes of shape {shape}"
+            f"idx file {name}: {actual - expected} trailing bytes after the {expected} data bytes of shape {shape}"
         )
     data = np.frombuffer(raw, dtype=dtype, count=math.prod(shape), offset=header_len)
     return data.reshape(shape).astype(dtype.newbyteorder("="))
@@ -195,13 +183,10 @@ def write_idx(path: PathLike, array: np.ndarray, compress: bool = False) -> None
     code = _IDX_CODES.get((arr.dtype.kind, arr.dtype.itemsize))
     if code is None:
         raise DataError(
-            f"idx file {name}: cannot write dtype {arr.dtype} "
-            "(IDX holds uint8, int8, int16, int32, float32 or float64)"
+            f"idx file {name}: cannot write dtype {arr.dtype} (IDX holds uint8, int8, int16, int32, float32 or float64)"
         )
     if not 1 <= arr.ndim <= 255:
-        raise DataError(
-            f"idx file {name}: cannot write a {arr.ndim}-dimensional array (need 1..255)"
-        )
+        raise DataError(f"idx file {name}: cannot write a {arr.ndim}-dimensional array (need 1..255)")
     if any(size >= 2**32 for size in arr.shape):
         raise DataError(f"idx file {name}: dimension sizes {arr.shape} do not fit in uint32")
     header = bytes([0, 0, code, arr.ndim]) + struct.pack(f">{arr.ndim}I", *arr.shape)
@@ -230,8 +215,7 @@ def load_mnist(images_path: PathLike, labels_path: PathLike) -> tuple[np.ndarray
     images = read_idx(images_path)
     if images.ndim != 3:
         raise DataError(
-            f"mnist images {img_name}: expected 3 dimensions (count x rows x cols), "
-            f"got shape {images.shape}"
+            f"mnist images {img_name}: expected 3 dimensions (count x rows x cols), got shape {images.shape}"
         )
     if images.dtype != np.uint8:
         raise DataError(f"mnist images {img_name}: expected unsigned bytes, got {images.dtype}")
@@ -242,15 +226,12 @@ def load_mnist(images_path: PathLike, labels_path: PathLike) -> tuple[np.ndarray
         raise DataError(f"mnist labels {lab_name}: expected integer labels, got {labels.dtype}")
     if labels.shape[0] != images.shape[0]:
         raise DataError(
-            f"mnist labels {lab_name}: {labels.shape[0]} labels do not match "
-            f"{images.shape[0]} images in {img_name}"
+            f"mnist labels {lab_name}: {labels.shape[0]} labels do not match {images.shape[0]} images in {img_name}"
         )
     bad = (labels < 0) | (labels > 9)
     if bad.any():
         i = int(np.argmax(bad))
-        raise DataError(
-            f"mnist labels {lab_name}: label {int(labels[i])} at index {i} is outside 0..9"
-        )
+        raise DataError(f"mnist labels {lab_name}: label {int(labels[i])} at index {i} is outside 0..9")
     count, rows, cols = images.shape
     flat = images.reshape(count, rows * cols).astype(np.float64) / 255.0
     return flat, labels.astype(np.int64)
@@ -274,9 +255,7 @@ def select_classes(
     images = np.asarray(images)
     labels = np.asarray(labels)
     if images.shape[:1] != labels.shape[:1] or labels.ndim != 1:
-        raise DataError(
-            f"select_classes: {labels.shape} labels do not match images of shape {images.shape}"
-        )
+        raise DataError(f"select_classes: {labels.shape} labels do not match images of shape {images.shape}")
     if classes is None:
         return images, labels
     classes = tuple(classes)
@@ -294,9 +273,7 @@ def select_classes(
     return images[keep], new_labels[keep]
 
 
-def subsample(
-    x: np.ndarray, y: np.ndarray, m: int | None, seed: int
-) -> tuple[np.ndarray, np.ndarray]:
+def subsample(x: np.ndarray, y: np.ndarray, m: int | None, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """A seeded random subset of ``m`` rows of ``(x, y)`` (all rows, shuffled, if ``None``).
 
     Permutes the rows with ``np.random.default_rng(seed).permutation`` and keeps the first

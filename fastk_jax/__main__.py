@@ -1,0 +1,7 @@
+"""``python -m fastk_jax``: the same as the ``fastk-jax`` command."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())
