@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import time as _time
+import warnings
 from collections.abc import Callable
 from functools import partial
 from typing import NamedTuple
@@ -163,7 +164,15 @@ def simulate(
             elapsed = _time.perf_counter() - start
             remaining = elapsed * (1 - fraction) / fraction if fraction > 0 else math.nan
             progress(Progress(1.0 if finished else fraction, done_iterations, elapsed, 0.0 if finished else remaining))
-        if finished or done_iterations >= max_iterations:
+        if finished:
+            break
+        if done_iterations >= max_iterations:
+            warnings.warn(
+                f"stopped after {done_iterations} iterations (max_iterations) with the slowest run at "
+                f"t = {slowest_clock:.4g} < time_horizon = {time_horizon:g}; grid points it did not reach are "
+                "left out of the means (see summary.error.runs)",
+                stacklevel=2,
+            )
             break
 
     # the first chunk's time, less a typical chunk's, is the compilation (if it compiled)

@@ -151,3 +151,20 @@ def test_fig3_adaptive_beats_fixed_k():
         return t[np.argmax(err[c] <= level)]
 
     assert first_reach(2) < first_reach(1)
+
+
+def test_a_run_cut_short_warns_and_leaves_unreached_points_out():
+    n = 10
+    prob = _linear(m=60, d=4, n=n)
+    law = delays.make_law("exponential", rate=1.0)
+    cfg = _configs([policies.fixed(1), policies.fixed(n)], 1e-3, law, n)
+    with pytest.warns(UserWarning, match="max_iterations"):
+        sim = engine.simulate(
+            prob, cfg, seeds=3, time_horizon=100.0, iterations=10, max_iterations=40, spec=RunSpec(n=n, chunk=20)
+        )
+    runs = sim.summary.error.runs
+    # each grid point's mean is over exactly the runs whose clock passed it
+    reached = sim.time_grid[None, :] < sim.summary.final_time[1][:, None]
+    np.testing.assert_array_equal(runs[1], reached.sum(axis=0))
+    # k = 1 is fast (E[X_(1:10)] = 0.1): it never reaches t = 100 in 40 iterations
+    assert runs[0, -1] == 0 and np.isnan(sim.summary.error.mean[0, -1])
