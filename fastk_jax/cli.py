@@ -51,6 +51,7 @@ def _run(args) -> int:
 
     s = study.load_study(args.config, seeds=args.seeds)
     out = Path(args.out) if args.out else Path("results") / s.name
+    results.check_writable(out)
     say = (lambda *a: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

@@ -7,8 +7,10 @@ update at or before t. Step j writes its values into every grid point at or afte
 later steps overwrite the points they reach; a point is final once the run's clock has
 passed it.
 
-A run diverges when its error is ever non-finite or exceeds ``limit`` (a multiple of the
-initial error). A diverged run is left out of every averaged curve, wholly (not from the
+A run diverges when its error is non-finite or exceeds ``limit`` (a multiple of the initial
+error) at an iterate that is recorded: one current at a grid time, or at a grid iteration. What
+a run does beyond both grids is not looked at, so whether it counts as diverged does not
+depend on how long its companions in a sweep keep it running. A diverged run is left out of every averaged curve, wholly (not from the
 moment it diverged, which would bias the later mean towards the runs that survived), and is
 counted per configuration.
 """
@@ -60,7 +62,8 @@ def record(curves: RunCurves, grids: Grids, out: Out) -> RunCurves:
     """Write model w_j's values (``out``) into the grid points it is current at."""
     now = grids.time >= out.time
     at_j = grids.iteration == out.iteration
-    bad = ~jnp.isfinite(out.error) | (out.error > grids.error_limit)
+    recorded = (out.time <= grids.time[-1]) | (out.iteration <= grids.iteration[-1])
+    bad = recorded & (~jnp.isfinite(out.error) | (out.error > grids.error_limit))
     return RunCurves(
         error=jnp.where(now, out.error, curves.error),
         k=jnp.where(now, out.k, curves.k),

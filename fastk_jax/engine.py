@@ -15,6 +15,7 @@ unless ``keep_trajectories`` asks for every iterate.
 from __future__ import annotations
 
 import math
+import os
 import time as _time
 import warnings
 from collections.abc import Callable
@@ -27,6 +28,7 @@ import numpy as np
 
 from . import curves, fastest_k
 from .curves import Grids, RunCurves, Summary
+from .errors import ConfigError
 from .problems import Problem, full_loss
 from .spec import RunSpec, SimConfig, sample_delays, seed_key
 
@@ -78,11 +80,39 @@ _summarize = jax.jit(curves.summarize)
 
 
 def mean_iteration_time(config: SimConfig, n: int, k: int, draws: int = 4000) -> float:
-    """Monte Carlo estimate of E[X_(k:n)] for one (unstacked) configuration: used only to pick
-    default horizons and to estimate time left, never as a result."""
+    """E[X_(k:n)] for one (unstacked) configuration, used only to pick the default number of
+    iterations: exact where the law knows it and workers are iid, else a Monte Carlo estimate."""
+    if hasattr(config.delay, "order_statistic_mean") and np.all(np.asarray(config.slowdown) == 1):
+        return config.delay.order_statistic_mean(k, n)
     keys = jax.random.split(jax.random.key(12345), draws)
     delays = jax.vmap(lambda key: sample_delays(config, key, n))(keys)
     return float(jnp.mean(jnp.sort(delays, axis=1)[:, k - 1]))
+
+
+def memory_estimate(
+    problem: Problem, spec: RunSpec, num_configs: int, seeds: int, grid_points: int, iteration_grid_points: int
+) -> int:
+    """Bytes a simulation needs on the device, roughly and on the high side: the data, and per
+    run its state (model, optimizer state, Algorithm 1's previous gradient, twice for the
+    chunk's input and output), its curves, and a step's temporaries (a value per data row and
+    per class, and the n delays). Kept trajectories are not counted (they go to the host)."""
+    p = problem.num_params
+    rows = problem.x.shape[0] * problem.x.shape[1]
+    classes = max(1, p // problem.x.shape[-1])
+    optimizer_vectors = {"sgd": 0, "momentum": 1, "nesterov": 1, "adam": 2}[spec.optimizer]
+    per_run = (
+        2 * (2 + optimizer_vectors) * p + 2 * rows * classes + spec.n + 2 * (5 * grid_points + iteration_grid_points)
+    )
+    itemsize = problem.x.dtype.itemsize
+    return itemsize * (problem.x.size + num_configs * seeds * per_run)
+
+
+def available_memory() -> int:
+    """Bytes the default device can hold: its memory limit on an accelerator, physical memory on CPU."""
+    stats = jax.devices()[0].memory_stats() or {}
+    if "bytes_limit" in stats:
+        return int(stats["bytes_limit"])
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
 class Progress(NamedTuple):
@@ -102,7 +132,7 @@ class Simulation(NamedTuple):
     summary: Summary  # numpy leaves, leading axis C
     iterations: int  # iterations each run made
     initial_error: float
-    compile_s: float  # tracing + compilation of the chunk function (0 if reused)
+    compile_s: float  # tracing + compilation of the chunk function (0 if reused; with one chunk, includes its run)
     run_s: float
     trajectories: fastest_k.Out | None  # leaves (C, S, iterations, ...) if kept
 
@@ -131,6 +161,16 @@ def simulate(
     times the initial error, or is not finite, counts as diverged.
     """
     num_configs = int(np.shape(configs.eta)[0])
+    need, have = (
+        memory_estimate(problem, spec, num_configs, seeds, grid_points, iteration_grid_points),
+        available_memory(),
+    )
+    if need > 0.8 * have:
+        raise ConfigError(
+            "run.seeds",
+            f"{num_configs} configurations x {seeds} seeds need about {need / 2**30:.3g} GiB, more than 80% of the "
+            f"{have / 2**30:.3g} GiB available; use fewer seeds or grid points",
+        )
     first_k = [int(k) for k in np.asarray(configs.policy.k0)]
     fastest_mean = min(
         mean_iteration_time(jax.tree.map(lambda x, c=c: x[c], configs), spec.n, first_k[c]) for c in range(num_configs)

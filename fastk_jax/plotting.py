@@ -15,25 +15,35 @@ from .results import Results
 COLORS = plt.get_cmap("tab10").colors
 
 
-def _positive(x: np.ndarray) -> np.ndarray:
-    return np.where(x > 0, x, np.nan)
-
-
 def error_vs_time(results: Results, title: str = "") -> plt.Figure:
     """Two panels sharing the time axis (in units of the mean delay): the mean error
-    F(w_t) - F* on a log scale with its 95% band, and the mean k(t)."""
+    F(w_t) - F* on a log scale with its 95% band, and the mean k(t).
+
+    A band whose lower edge is at or below zero runs to the bottom of the panel (the edge is
+    off the log axis). A configuration with no finite mean (every run diverged) is only named
+    in the legend.
+    """
     fig, (ax_err, ax_k) = plt.subplots(
         2, 1, figsize=(3.5, 3.9), sharex=True, gridspec_kw={"height_ratios": [3, 1.3]}, constrained_layout=True
     )
     t = results.time_grid / results.mean_delay
     err, k = results.bands["error"], results.bands["k"]
+    with np.errstate(invalid="ignore"):
+        shown = err.mean > 0
+        floor = 0.5 * np.min(err.mean[shown]) if shown.any() else 1.0
+        lows = np.where(err.mean - err.half_width > 0, err.mean - err.half_width, floor)
     for c, label in enumerate(results.labels):
         color = COLORS[c % len(COLORS)]
-        lo, hi = err.mean[c] - err.half_width[c], err.mean[c] + err.half_width[c]
-        ax_err.plot(t, _positive(err.mean[c]), color=color, lw=1.2, label=str(label))
-        ax_err.fill_between(t, _positive(lo), _positive(hi), color=color, alpha=0.25, lw=0)
+        if not shown[c].any():
+            ax_err.plot([], [], color=color, lw=1.2, label=f"{label} (no finite runs)")
+            continue
+        mean = np.where(shown[c], err.mean[c], np.nan)
+        ax_err.plot(t, mean, color=color, lw=1.2, label=str(label))
+        ok = shown[c] & np.isfinite(err.half_width[c])
+        ax_err.fill_between(t, lows[c], err.mean[c] + err.half_width[c], where=ok, color=color, alpha=0.25, lw=0)
         ax_k.plot(t, k.mean[c], color=color, lw=1.2)
-    ax_err.set_yscale("log")
+    if shown.any():
+        ax_err.set_yscale("log")
     ax_err.set_ylabel(r"$F(w_t) - F^*$")
     ax_err.legend(
         fontsize=6.5,

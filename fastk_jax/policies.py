@@ -113,7 +113,7 @@ def check(policy: KPolicy, n: int, where: str = "policy") -> None:
             bad = v[(v < 1) | (v > n)][0]
             raise ConfigError(f"{where}.{name}", f"k must satisfy 1 <= k <= n_workers={n}, got {bad}")
 
-    k_in_range("k", policy.k0)
+    k_in_range("k_min" if bool(policy.adaptive) else "k" if np.size(policy.at) == 0 else "k0", policy.k0)
     at = np.asarray(policy.at, np.float64)
     if np.any(np.isnan(at)) or np.any(at < 0) or np.any(np.diff(at) < 0):
         raise ConfigError(f"{where}.at", "schedule breakpoints must be >= 0 and ascending")
@@ -130,8 +130,9 @@ def check(policy: KPolicy, n: int, where: str = "policy") -> None:
             or int(policy.factor) * int(policy.k0) + int(policy.step) <= int(policy.k0)
         ):
             raise ConfigError(f"{where}.step", "Algorithm 1 needs step >= 1 or factor >= 2 so that k grows")
-        if int(policy.burnin) < 0:
-            raise ConfigError(f"{where}.burnin", f"must be >= 0, got {int(policy.burnin)}")
+        for name in ("burnin", "thresh"):
+            if int(getattr(policy, name)) < 0:
+                raise ConfigError(f"{where}.{name}", f"must be >= 0, got {int(getattr(policy, name))}")
 
 
 def stack(policies: list[KPolicy]) -> KPolicy:
@@ -175,7 +176,8 @@ def observe(policy: KPolicy, state: KPolicyState, grad: Array) -> KPolicyState:
     negative = jnp.vdot(grad, state.prev_grad) < 0
     count = state.count_negative + jnp.where(state.has_prev, jnp.where(negative, 1, -1), 0)
     k_next = policy.factor * state.k + policy.step
-    switch = (count > policy.thresh) & (state.count_iter > policy.burnin) & (k_next <= policy.k_max)
+    fits = state.k <= (policy.k_max - policy.step) // policy.factor  # k_next <= k_max, without int32 overflow
+    switch = (count > policy.thresh) & (state.count_iter > policy.burnin) & fits
     return KPolicyState(
         k=jnp.where(switch, k_next, state.k),
         count_negative=jnp.where(switch, 0, count),

@@ -38,13 +38,10 @@ class Results:
     seeds: int
 
     def uploads(self) -> Band:
-        """Model vectors broadcast by time t: n per update (derived, not stored)."""
+        """Model vectors broadcast by time t (derived, not stored): at t in [t_j, t_(j+1)) the
+        master has sent w_0, ..., w_j to all n workers, n (J(t) + 1) vectors."""
         u = self.bands["updates"]
-        return Band(self.n_workers * u.mean, self.n_workers * u.half_width, u.runs)
-
-    def final(self, name: str = "error") -> np.ndarray:
-        """Each configuration's mean at the last grid point, (C,)."""
-        return self.bands[name].mean[:, -1]
+        return Band(self.n_workers * (u.mean + 1), self.n_workers * u.half_width, u.runs)
 
 
 def from_simulation(labels: list[str], sim: Simulation, n_workers: int, mean_delay: float, seeds: int) -> Results:
@@ -76,21 +73,51 @@ def _arrays(r: Results) -> dict[str, np.ndarray]:
     return out
 
 
+def _finite_json(obj: Any) -> Any:
+    """``obj`` with every non-finite float replaced by None, so that the file is strict JSON."""
+    if isinstance(obj, float):
+        return obj if np.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite_json(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite_json(v) for v in obj]
+    return obj
+
+
+def check_writable(out_dir: str | Path) -> None:
+    """Raise FastkError unless ``out_dir`` is, or can be created as, a writable folder: called
+    before a run, so that a bad --out fails in a second, not after the simulation."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise FastkError(f"output folder {out_dir} exists and is not a folder")
+    existing = out_dir
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise FastkError(f"cannot write output folder {out_dir}: {existing} is not a writable folder")
+
+
 def save(out_dir: str | Path, results: Results, config: dict[str, Any], summary: dict[str, Any], figures=()) -> Path:
     """Write results.npz, config.json, summary.json and ``figures`` (callables taking a path
     prefix and writing files) atomically into ``out_dir``."""
     out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    check_writable(out_dir)
+    try:
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    except OSError as e:
+        raise FastkError(f"cannot write output folder {out_dir}: {e.strerror or e}") from None
     try:
         np.savez(staging / "results.npz", **_arrays(results))
-        (staging / "config.json").write_text(json.dumps(config, indent=2) + "\n")
-        (staging / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        for name, obj in (("config.json", config), ("summary.json", summary)):
+            (staging / name).write_text(json.dumps(_finite_json(obj), indent=2, allow_nan=False) + "\n")
         for draw in figures:
             draw(staging)
         out_dir.mkdir(exist_ok=True)
         for f in sorted(staging.iterdir()):
             os.replace(f, out_dir / f.name)
+    except OSError as e:
+        raise FastkError(f"cannot write output folder {out_dir}: {e.strerror or e}") from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return out_dir

@@ -17,7 +17,6 @@ before anything runs or is written; a bad one raises ``ConfigError`` naming it, 
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import sys
 import warnings
@@ -25,6 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import jax
 import numpy as np
 
 from . import data, delays, engine, policies, problems
@@ -55,7 +55,23 @@ class Study:
 # ---------------------------------------------------------------- field readers
 
 
-def _number(table: dict, key: str, where: str, default: Any = ..., *, integer: bool = False, low=None, strict_low=None):
+INT_MAX = 2**31 - 1  # counts, sizes and iterations live in int32 on the device
+TIME_RANGE = (1e-30, 1e30)  # times are float32 on the device
+MAX_DATA_ENTRIES = 500_000_000  # synthetic data is generated in float64 on the host
+
+
+def _number(
+    table: dict,
+    key: str,
+    where: str,
+    default: Any = ...,
+    *,
+    integer: bool = False,
+    low=None,
+    strict_low=None,
+    high: float | None = None,
+):
+    """A number from a table; integers are bounded by ``high`` (default ``INT_MAX``)."""
     if key not in table:
         if default is ...:
             raise ConfigError(f"{where}.{key}", "missing")
@@ -70,6 +86,10 @@ def _number(table: dict, key: str, where: str, default: Any = ..., *, integer: b
         raise ConfigError(f"{where}.{key}", f"must be >= {low}, got {value!r}")
     if strict_low is not None and value <= strict_low:
         raise ConfigError(f"{where}.{key}", f"must be > {strict_low}, got {value!r}")
+    if high is None and integer:
+        high = INT_MAX
+    if high is not None and value > high:
+        raise ConfigError(f"{where}.{key}", f"must be <= {high}, got {value!r}")
     return value
 
 
@@ -146,11 +166,13 @@ def _resolve_problem(t: dict) -> dict:
     where = "problem"
     kind = _string(t, "kind", where, choices=("linear", "logistic"))
     out: dict[str, Any] = {"kind": kind, "n_workers": _number(t, "n_workers", where, integer=True, low=1)}
-    out["data_seed"] = _number(t, "data_seed", where, 0, integer=True, low=0)
+    out["data_seed"] = _number(t, "data_seed", where, 0, integer=True, low=0, high=2**32 - 1)
     if kind == "linear":
         _no_extra(t, {"kind", "n_workers", "data_seed", "m", "d"}, where)
         out["m"] = _number(t, "m", where, integer=True, low=1)
         out["d"] = _number(t, "d", where, integer=True, low=1)
+        if out["m"] * out["d"] > MAX_DATA_ENTRIES:
+            raise ConfigError(f"{where}.m", f"m x d = {out['m'] * out['d']:.3g} exceeds {MAX_DATA_ENTRIES:.0e} entries")
     else:
         _no_extra(t, {"kind", "n_workers", "data_seed", "dataset", "images", "labels", "classes", "m", "reg"}, where)
         out["dataset"] = _string(t, "dataset", where, "digits", choices=("digits", "mnist"))
@@ -167,29 +189,46 @@ def _resolve_problem(t: dict) -> dict:
     return out
 
 
+def _is_number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
 def _resolve_delays(t: dict, n: int) -> dict:
     where = "delays"
     law = _string(t, "law", where)
     if law not in delays.LAWS:
         raise ConfigError("delays.law", f"unknown delay law {law!r}; known: {', '.join(sorted(delays.LAWS))}")
     params = {k: v for k, v in t.items() if k not in ("law", "slowdown")}
+    lists = law == "hyperexponential"  # its probs and rates are lists, every other parameter a number
+    for key, value in params.items():
+        ok = isinstance(value, list) and value and all(map(_is_number, value)) if lists else _is_number(value)
+        if not ok:
+            kind = "a non-empty list of numbers" if lists else "a number"
+            raise ConfigError(f"{where}.{key}", f"must be {kind}, got {value!r}")
     instance = delays.make_law(law, **params)
-    mean = float(np.asarray(instance.mean()))
+    with jax.enable_x64(True):  # the mean in float64, so that only a truly infinite mean is called infinite
+        mean = float(np.asarray(instance.mean()))
+    first = f"delays.{delays.parameter_names(law)[0]}"
     if not math.isfinite(mean):
         raise ConfigError(
-            f"delays.{delays.parameter_names(law)[0]}",
+            first,
             f"{law} with these parameters has an infinite mean; fastk-jax reports time in units of the mean delay",
         )
+    if not TIME_RANGE[0] <= mean <= TIME_RANGE[1]:
+        raise ConfigError(
+            first,
+            f"the mean delay {mean:.3g} is outside [{TIME_RANGE[0]:g}, {TIME_RANGE[1]:g}], which float32 clocks "
+            "cannot resolve; rescale the time unit",
+        )
     slowdown = t.get("slowdown", 1.0)
-    try:
-        values = np.asarray(slowdown, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise ConfigError("delays.slowdown", f"must be a number or a list of numbers, got {slowdown!r}") from None
+    if not (_is_number(slowdown) or (isinstance(slowdown, list) and all(map(_is_number, slowdown)))):
+        raise ConfigError("delays.slowdown", f"must be a number or a list of numbers, got {slowdown!r}")
+    values = np.asarray(slowdown, dtype=np.float64)
     if values.ndim == 0:
         values = np.full(n, values)
     if values.shape != (n,):
         raise ConfigError("delays.slowdown", f"must be a number or a list of n_workers={n} numbers")
-    if not np.all(np.isfinite(values)) or np.any(values <= 0):
+    if not np.all(np.isfinite(values)) or np.any(values <= 0) or np.any(values * mean > TIME_RANGE[1]):
         raise ConfigError("delays.slowdown", "must be finite and > 0")
     return {"law": law, **delays.law_params(instance), "slowdown": values.tolist(), "mean": mean}
 
@@ -205,8 +244,10 @@ def _resolve_run(t: dict, seeds: int | None) -> dict:
     for e in etas:
         if isinstance(e, bool) or not isinstance(e, (int, float)) or not math.isfinite(e) or e <= 0:
             raise ConfigError("run.eta", f"must be a finite number > 0 (or a list of them), got {e!r}")
-    if seeds is not None and (isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1):
-        raise ConfigError("seeds", f"must be an integer >= 1, got {seeds!r}")
+    if len(set(etas)) != len(etas):
+        raise ConfigError("run.eta", f"the step sizes must be distinct, got {etas}")
+    if seeds is not None and (isinstance(seeds, bool) or not isinstance(seeds, int) or not 1 <= seeds <= INT_MAX):
+        raise ConfigError("seeds", f"must be an integer from 1 to {INT_MAX}, got {seeds!r}")
     out = {
         "eta": [float(e) for e in etas],
         "optimizer": _string(t, "optimizer", where, "sgd", choices=OPTIMIZERS),
@@ -214,7 +255,7 @@ def _resolve_run(t: dict, seeds: int | None) -> dict:
         "time_horizon": float(_number(t, "time_horizon", where, strict_low=0)),
         "iterations": _number(t, "iterations", where, None, integer=True, low=1),
         "seeds": seeds if seeds is not None else _number(t, "seeds", where, 100, integer=True, low=1),
-        "seed": _number(t, "seed", where, 0, integer=True, low=0),
+        "seed": _number(t, "seed", where, 0, integer=True, low=0, high=2**32 - 1),
         "grid_points": _number(t, "grid_points", where, 200, integer=True, low=2),
         "chunk": _number(t, "chunk", where, 500, integer=True, low=1),
         "divergence_factor": float(_number(t, "divergence_factor", where, 1e6, strict_low=1)),
@@ -254,13 +295,15 @@ def _resolve_policy(t: Any, i: int, n: int) -> dict:
             "kind": kind,
             "k_min": _number(t, "k_min", where, integer=True),
             "k_max": _number(t, "k_max", where, n, integer=True),
-            "thresh": _number(t, "thresh", where, integer=True),
+            "thresh": _number(t, "thresh", where, integer=True, low=0),
             "burnin": _number(t, "burnin", where, integer=True, low=0),
             "step": _number(t, "step", where, 0 if "factor" in t else 1, integer=True, low=0),
             "factor": _number(t, "factor", where, 1, integer=True, low=1),
         }
         default_label = f"adaptive {out['k_min']}->{out['k_max']}"
     out["label"] = _string(t, "label", where, default_label)
+    if not out["label"].strip():
+        raise ConfigError(f"{where}.label", "must not be empty")
     policies.check(build_policy(out), n, where)
     return out
 
@@ -361,7 +404,3 @@ def run_study(
         progress=progress,
     )
     return prepared.labels, sim
-
-
-def to_json(obj: Any) -> str:
-    return json.dumps(obj, indent=2, sort_keys=False, allow_nan=True)

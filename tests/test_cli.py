@@ -74,6 +74,10 @@ def test_run_writes_results_config_and_figure(tmp_path):
     res = results.load(out)
     assert list(res.labels) == ["k=3", "adaptive 2->8"] and res.seeds == 4
     assert np.all(np.isfinite(res.bands["error"].mean))
+    # at t = 0 the master has broadcast w_0 to all 10 workers; then n per completed update
+    uploads = res.uploads()
+    assert np.all(uploads.mean[:, 0] == 10)
+    np.testing.assert_allclose(uploads.mean, 10 * (res.bands["updates"].mean + 1))
     config = json.loads((out / "config.json").read_text())
     assert config["run"]["seeds"] == 4 and config["run"]["optimizer"] == "sgd"  # resolved defaults
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out.")]  # no staging left
@@ -164,6 +168,69 @@ def test_divergence_is_reported(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "above the stable limit" in proc.stderr
     assert "runs diverged" in proc.stderr
-    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
-    diverged = {c["label"]: c["diverged"] for c in summary["configurations"]}
-    assert diverged["k=3, eta=0.001"] == 0 and diverged["k=3, eta=1"] == 3
+
+    def strict(constant):
+        raise AssertionError(f"summary.json holds {constant}, which is not JSON")
+
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text(), parse_constant=strict)
+    configs = {c["label"]: c for c in summary["configurations"]}
+    assert configs["k=3, eta=0.001"]["diverged"] == 0 and configs["k=3, eta=1"]["diverged"] == 3
+    assert configs["k=3, eta=1"]["final_error"] is None  # no run left to average
+    assert (tmp_path / "out" / "figure.png").stat().st_size > 0  # drawn although one curve is empty
+
+
+def _set(doc, path, value):
+    node = doc
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = value
+    return doc
+
+
+# in process (cli.main), which is much faster than a subprocess per case
+BAD_IN_PROCESS = {
+    "rate a list": (["delays", "rate"], [1.0, 2.0], "delays.rate"),
+    "rate a string": (["delays", "rate"], "1", "delays.rate"),
+    "rate a bool": (["delays", "rate"], True, "delays.rate"),
+    "slowdown a bool": (["delays", "slowdown"], True, "delays.slowdown"),
+    "mean delay below float32": (["delays", "rate"], 1e39, "mean delay"),
+    "mean delay above float32": (["delays"], {"law": "lognormal", "mu": 88.0, "sigma": 1.0}, "mean delay"),
+    "k beyond int32": (["policy", 0, "k"], 2**40, "policy[0].k"),
+    "seed beyond uint32": (["run", "seed"], 2**40, "run.seed"),
+    "negative thresh": (["policy", 1, "thresh"], -1, "policy[1].thresh"),
+    "huge step": (["policy", 1, "step"], 2**31 - 1, None),  # valid: Algorithm 1 just never switches
+    "memory": (["run", "seeds"], 2**31 - 1, "GiB"),
+    "grid points": (["run", "grid_points"], 2**30, "GiB"),
+    "empty label": (["policy", 0, "label"], " ", "policy[0].label"),
+    "repeated eta": (["run", "eta"], [0.001, 0.001], "run.eta"),
+    "huge data": (["problem", "m"], 2**30, "problem.m"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_IN_PROCESS))
+def test_bad_values_in_process(tmp_path, capsys, case):
+    from fastk_jax import cli
+
+    path, value, needle = BAD_IN_PROCESS[case]
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(toml(_set(base(), path, value)))
+    out = tmp_path / "out"
+    code = cli.main(["run", str(cfg), "--out", str(out), "--quiet"])
+    err = capsys.readouterr().err
+    if needle is None:
+        assert code == 0, err
+        return
+    assert code == 2, err
+    assert err.count("\n") == 1 and needle in err, err
+    assert not out.exists()
+
+
+def test_out_that_is_a_file_fails_before_running(tmp_path, capsys):
+    from fastk_jax import cli
+
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(toml(base()))
+    (tmp_path / "taken").write_text("x")
+    assert cli.main(["run", str(cfg), "--out", str(tmp_path / "taken"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "not a folder" in err

@@ -116,9 +116,7 @@ def test_idx_round_trip(tmp_path, dtype, compress):
 def test_idx_big_endian_layout(tmp_path):
     path = tmp_path / "b.idx"
     write_idx(path, np.array([1, 256], dtype=np.int32), compress=False)
-    assert path.read_bytes() == bytes([0, 0, 0x0C, 1]) + struct.pack(">I", 2) + struct.pack(
-        ">2i", 1, 256
-    )
+    assert path.read_bytes() == bytes([0, 0, 0x0C, 1]) + struct.pack(">I", 2) + struct.pack(">2i", 1, 256)
 
 
 def test_idx_gzip_detected_by_magic_not_name(tmp_path):
@@ -137,9 +135,7 @@ def test_idx_empty_dimension(tmp_path):
     assert read_idx(path).shape == (0, 28, 28)
 
 
-@settings(
-    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     shape=st.lists(st.integers(0, 4), min_size=1, max_size=4),
     code=st.sampled_from(["u1", "i1", "i2", "i4", "f4", "f8"]),

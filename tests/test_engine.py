@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from fastk_jax import curves, delays, engine, policies, problems
+from fastk_jax import curves, delays, engine, fastest_k, policies, problems
 from fastk_jax.data import synthetic_linear
 from fastk_jax.spec import RunSpec, SimConfig, stack_configs
 
@@ -148,7 +148,9 @@ def test_fig3_adaptive_beats_fixed_k():
     level = err[1, t >= 7000].mean()  # fixed k=40's final error
 
     def first_reach(c):
-        return t[np.argmax(err[c] <= level)]
+        reached = err[c] <= level
+        assert reached.any(), f"configuration {c} never reaches k=40's final error"
+        return t[np.argmax(reached)]
 
     assert first_reach(2) < first_reach(1)
 
@@ -168,3 +170,26 @@ def test_a_run_cut_short_warns_and_leaves_unreached_points_out():
     np.testing.assert_array_equal(runs[1], reached.sum(axis=0))
     # k = 1 is fast (E[X_(1:10)] = 0.1): it never reaches t = 100 in 40 iterations
     assert runs[0, -1] == 0 and np.isnan(sim.summary.error.mean[0, -1])
+
+
+def test_divergence_counts_only_on_the_grids():
+    """An iterate past both grids (beyond the horizon and the last grid iteration) is not looked
+    at, so a run's divergence does not depend on how long its sweep companions keep it going."""
+    grids = curves.Grids(time=jnp.linspace(0.0, 10.0, 5), iteration=jnp.arange(0, 20, 5), error_limit=jnp.asarray(1e6))
+    fresh = curves.init(grids, jnp.float32)
+
+    def out(time, iteration, error):
+        return fastest_k.Out(
+            time=jnp.float32(time),
+            iteration=jnp.int32(iteration),
+            k=jnp.int32(1),
+            error=jnp.float32(error),
+            downloads=jnp.int32(0),
+            w=jnp.zeros(1),
+        )
+
+    assert not curves.record(fresh, grids, out(10.5, 16, np.inf)).diverged
+    assert curves.record(fresh, grids, out(10.5, 15, np.inf)).diverged  # at a grid iteration
+    assert curves.record(fresh, grids, out(9.0, 30, np.nan)).diverged  # before the horizon
+    assert curves.record(fresh, grids, out(9.0, 30, 2e6)).diverged  # exploded
+    assert not curves.record(fresh, grids, out(9.0, 30, 5e5)).diverged

@@ -85,12 +85,23 @@ def test_k_never_passes_k_max_and_never_decreases():
         (policies.schedule(1, [5.0], [12]), "policy.ks"),
         (policies.adaptive(5, 4, 1, 1, step=1), "policy.k_max"),
         (policies.adaptive(2, 8, 1, 1, step=0, factor=1), "policy.step"),
+        (policies.adaptive(0, 8, 1, 1, step=1), "policy.k_min"),
+        (policies.adaptive(2, 8, -1, 1, step=1), "policy.thresh"),
+        (policies.schedule(0, [5.0], [2]), "policy.k0"),
     ],
 )
 def test_check_names_the_field(policy, field):
     with pytest.raises(ConfigError) as e:
         policies.check(policy, n=10)
     assert str(e.value).startswith(field)
+
+
+def test_growth_past_int32_never_switches():
+    # factor * k + step would overflow int32; the test k <= (k_max - step) // factor does not
+    ks, _ = _drive(policies.adaptive(3, 10, thresh=0, burnin=0, step=2**31 - 1), [-1] * 5)
+    assert set(ks) == {3}
+    ks, _ = _drive(policies.adaptive(3, 10, thresh=0, burnin=0, step=0, factor=2**30), [-1] * 5)
+    assert set(ks) == {3}
 
 
 def test_stack_pads_schedules():
