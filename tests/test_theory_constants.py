@@ -5,7 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from fastk_jax import constants, data, problems
+from fastk_jax import data, problems
+from fastk_jax.theory import constants
 
 
 @pytest.fixture(scope="module")
