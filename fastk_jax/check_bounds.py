@@ -26,8 +26,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import delays
-from .spec import SimConfig, sample_delays
+from . import data, delays, engine, policies, problems
+from .spec import RunSpec, SimConfig, sample_delays, stack_configs
+from .theory.constants import problem_constants
+from .theory.fastest_k_bounds import BoundConstants, bound_optimal_policy, error_bound, order_means
 from .theory.order_stats import order_statistic_moments
 
 
@@ -57,11 +59,11 @@ class Check(NamedTuple):
         return {
             "name": self.name,
             "kind": self.kind,
-            "theory": self.theory,
-            "estimate": self.estimate,
-            "ci_low": self.ci_low,
-            "ci_high": self.ci_high,
-            "holds": self.holds,
+            "theory": float(self.theory),
+            "estimate": float(self.estimate),
+            "ci_low": float(self.ci_low),
+            "ci_high": float(self.ci_high),
+            "holds": bool(self.holds),
             "reason": self.reason,
         }
 
@@ -117,23 +119,114 @@ def order_statistic_checks(quick: bool, seed: int = 0) -> list[tuple[str, float,
         samples = order_statistic_samples(law, n, draws, seed + i, slowdown)
         for k in ks:
             moments = order_statistic_moments(law, k, n, slowdown=slowdown)
-            out.append((f"E[X_({k}:{n})], {name}", moments.mean, _estimate(samples[:, k - 1]), moments.method))
+            name_k = f"E[X_({k}:{n})], {name}"
+            out.append((name_k, moments.mean, _estimate(samples[:, k - 1]), f"theory by {moments.method}"))
     return out
 
 
 def equalities(cases: list[tuple[str, float, Estimate, str]]) -> list[Check]:
     z = _z(0.95, len(cases))
-    return [
-        Check(name, "equal", theory, est.mean, z * est.se, f"theory by {method}") for name, theory, est, method in cases
-    ]
+    return [Check(name, "equal", theory, est.mean, z * est.se, note) for name, theory, est, note in cases]
+
+
+# ---------------------------------------------------------------- Lemma 1 and Theorem 1 on least squares
+
+LEMMA1_PROBLEM = {"m": 500, "d": 5, "n": 10, "data_seed": 0}  # the paper's generator (Sec. V-A), small
+LEMMA1_FIXED_K = (1, 2, 5, 10)
+
+
+class Lemma1Setup(NamedTuple):
+    problem: problems.LinearRegression
+    constants: BoundConstants
+    mean_times: np.ndarray  # mu_1..mu_n
+    policy: policies.KPolicy  # Theorem 1's schedule
+
+
+def lemma1_setup() -> Lemma1Setup:
+    """The least-squares problem of the checks, its constants (``theory.constants``), exponential
+    delays of mean 1, and the largest step size that meets Proposition 1's condition
+    eta <= 1 / [2 L (M_G / (k s) + 1)] for every k (k = 1 is the strictest)."""
+    cfg = LEMMA1_PROBLEM
+    x, y, _ = data.synthetic_linear(cfg["m"], cfg["d"], cfg["data_seed"])
+    problem = problems.linear_regression(x, y, cfg["n"])
+    pc = problem_constants(problem)
+    eta = 1.0 / (2 * pc.L * (pc.M_G / pc.s + 1))
+    bc = BoundConstants(eta=eta, L=pc.L, c=pc.c, sigma2=pc.sigma2, s=pc.s, gap0=pc.initial_gap)
+    mu = order_means(delays.make_law("exponential", rate=1.0), cfg["n"])
+    return Lemma1Setup(problem, bc, mu, bound_optimal_policy(bc, mu))
+
+
+def lemma1_checks(quick: bool, seed: int = 0) -> tuple[list[Check], list[tuple[str, float, Estimate, str]]]:
+    """Run fixed k and Theorem 1's policy on the checks' problem; return the bound checks and
+    the per-iteration time equalities (Lemma 4 / eq. (7) measured through the engine)."""
+    setup = lemma1_setup()
+    n = LEMMA1_PROBLEM["n"]
+    law = delays.make_law("exponential", rate=1.0)
+    pols = [policies.fixed(k) for k in LEMMA1_FIXED_K] + [setup.policy]
+    configs = stack_configs([SimConfig(p, np.float64(setup.constants.eta), law, np.ones(n)) for p in pols])
+    horizon = 1.5 * float(setup.policy.at[-1])  # past Theorem 1's last switch
+    seeds = 16 if quick else 200
+    sim = engine.simulate(
+        setup.problem,
+        configs,
+        seeds=seeds,
+        time_horizon=horizon,
+        spec=RunSpec(n=n, chunk=2000),
+        grid_points=9,
+        seed=seed,
+    )
+    err = sim.summary.error
+    times = sim.time_grid
+    at = [len(times) // 4, len(times) // 2, len(times) - 1]
+    checks, equalities = [], []
+    for c, k in enumerate(LEMMA1_FIXED_K):
+        per_iteration = sim.summary.final_time[c] / sim.iterations
+        equalities.append(
+            (
+                f"mean time per iteration, fixed k={k} (Lemma 4, eq. (7))",
+                setup.mean_times[k - 1],
+                _estimate(per_iteration),
+                "E[X_(k:n)] exact; measured on the engine's clock",
+            )
+        )
+        for g in at:
+            bound = float(error_bound(times[g], k, setup.constants, setup.mean_times[k - 1]))
+            checks.append(
+                Check(
+                    f"Lemma 1: E[F(w_t)] - F* <= bound, k={k}, t={times[g]:.0f}",
+                    "upper",
+                    bound,
+                    float(err.mean[c, g]),
+                    float(err.half_width[c, g]),
+                    f"bound / mean error = {bound / float(err.mean[c, g]):.3g} (sigma^2 by Young's inequality)",
+                )
+            )
+    policy = len(LEMMA1_FIXED_K)
+    for g in at:
+        best = int(np.nanargmin(err.mean[:policy, g]))
+        checks.append(
+            Check(
+                f"Theorem 1 policy <= best fixed k (k={LEMMA1_FIXED_K[best]}), t={times[g]:.0f}",
+                "at most",
+                float(err.mean[best, g]),
+                float(err.mean[policy, g]),
+                float(err.half_width[policy, g]),
+                "the policy optimizes the bound, not the error",
+            )
+        )
+    diverged = int(np.sum(sim.summary.diverged))
+    if diverged:
+        checks = [c._replace(reason=f"{diverged} runs diverged and are left out; " + c.reason) for c in checks]
+    return checks, equalities
 
 
 # ---------------------------------------------------------------- the table
 
 
 def run_checks(quick: bool = False, seed: int = 0) -> list[Check]:
-    """Every check, in the order of the table."""
-    return equalities(order_statistic_checks(quick, seed))
+    """Every check, in the order of the table; the equality checks share one simultaneous level."""
+    bound_checks, engine_equalities = lemma1_checks(quick, seed)
+    return equalities(order_statistic_checks(quick, seed) + engine_equalities) + bound_checks
 
 
 def format_table(checks: list[Check]) -> str:

@@ -1,6 +1,9 @@
 """The ``fastk-jax`` command.
 
-    fastk-jax run CONFIG.toml [--seeds N] [--out DIR] [--quiet]
+    fastk-jax run CONFIG.toml [--seeds N] [--quick] [--out DIR] [--quiet]
+    fastk-jax study NAME [--seeds N] [--quick] [--out DIR] [--quiet]
+    fastk-jax studies
+    fastk-jax check-bounds [--json] [--quick] [--seed S]
 
 Bad input ends in one line on stderr naming the problem, exit status 2, no traceback, and
 nothing written.
@@ -9,10 +12,8 @@ nothing written.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
-import time
-import warnings
-from pathlib import Path
 
 from . import __version__
 from .errors import FastkError
@@ -46,70 +47,44 @@ def _progress_printer(quiet: bool):
     return show
 
 
+def _say(quiet: bool):
+    return (lambda msg: None) if quiet else (lambda msg: print(msg, file=sys.stderr))
+
+
 def _run(args) -> int:
-    from . import plotting, results, study
+    from . import registry
 
-    s = study.load_study(args.config, seeds=args.seeds)
-    out = Path(args.out) if args.out else Path("results") / s.name
-    results.check_writable(out)
-    say = (lambda *a: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr))
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        prepared = study.prepare(s)  # loads the data: bad data fails here, before any output
-        say(f"fastk-jax: {s.name}: {len(prepared.labels)} configurations x {s.run['seeds']} seeds")
-        started = time.perf_counter()
-        labels, sim = study.run_study(s, progress=_progress_printer(args.quiet), prepared=prepared)
-        wall = time.perf_counter() - started
-    for w in caught:
-        print(f"fastk-jax: warning: {w.message}", file=sys.stderr)
-
-    res = results.from_simulation(labels, sim, s.problem["n_workers"], s.delays["mean"], s.run["seeds"])
-    for label, count in zip(labels, res.diverged):
-        if count:
-            print(
-                f"fastk-jax: warning: {label}: {count} of {s.run['seeds']} runs diverged; they are left out of the curves",
-                file=sys.stderr,
-            )
-    summary = {
-        "name": s.name,
-        "seeds": s.run["seeds"],
-        "iterations": sim.iterations,
-        "wall_s": round(wall, 3),
-        "compile_s": round(sim.compile_s, 3),
-        "initial_error": sim.initial_error,
-        "configurations": [
-            {
-                "label": str(label),
-                "final_error": float(res.bands["error"].mean[c, -1]),
-                "final_error_half_width": float(res.bands["error"].half_width[c, -1]),
-                "final_k": float(res.bands["k"].mean[c, -1]),
-                "diverged": int(res.diverged[c]),
-            }
-            for c, label in enumerate(labels)
-        ],
-        "versions": _versions(),
-    }
-
-    def figure(folder: Path) -> None:
-        plotting.save_figure(plotting.error_vs_time(res, title=s.name), folder / "figure")
-
-    results.save(out, res, s.as_dict(), summary, figures=[figure])
-    say(
-        f"fastk-jax: wrote {out}/results.npz, config.json, summary.json, figure.png, figure.pdf ({wall:.1f} s, {sim.compile_s:.1f} s compiling)"
+    path = args.config if args.command == "run" else registry.find(args.name)
+    registry.run_file(
+        path, args.out, args.seeds, args.quick, progress=_progress_printer(args.quiet), say=_say(args.quiet)
     )
-    for c in summary["configurations"]:
-        say(f"  {c['label']:<24} final error {c['final_error']:.4g} +- {c['final_error_half_width']:.2g}")
     return 0
 
 
-def _versions() -> dict[str, str]:
-    import jax
-    import numpy as np
-    import optax
+def _studies(args) -> int:
+    from . import registry
 
-    from . import __version__
+    entries = registry.describe()
+    width = max(len(name) for name, _ in entries)
+    for name, description in entries:
+        print(f"{name.ljust(width)}  {description}")
+    return 0
 
-    return {"fastk_jax": __version__, "jax": jax.__version__, "optax": optax.__version__, "numpy": np.__version__}
+
+def _check_bounds(args) -> int:
+    from . import check_bounds
+    from .errors import ConfigError
+
+    if not 0 <= args.seed <= 2**32 - 1:
+        raise ConfigError("--seed", f"must be from 0 to {2**32 - 1}, got {args.seed}")
+    checks = check_bounds.run_checks(quick=args.quick, seed=args.seed)
+    if args.json:
+        from .results import finite_json
+
+        print(json.dumps(finite_json([c.as_dict() for c in checks]), allow_nan=False))
+    else:
+        print(check_bounds.format_table(checks))
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -118,12 +93,23 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     run = sub.add_parser("run", help="run a study described in a TOML file")
     run.add_argument("config", help="the study's TOML file, e.g. studies/adaptive-fig3.toml")
-    run.add_argument("--seeds", type=int, help="number of seeds (overrides run.seeds)")
-    run.add_argument("--out", help="output folder (default results/NAME)")
-    run.add_argument("--quiet", action="store_true", help="no progress output")
+    named = sub.add_parser("study", help="run a registered study by name (see `fastk-jax studies`)")
+    named.add_argument("name", help="e.g. adaptive-fig3")
+    for p in (run, named):
+        p.add_argument("--seeds", type=int, help="number of seeds (overrides run.seeds)")
+        p.add_argument("--quick", action="store_true", help="a short version (under a minute on 2 CPU cores)")
+        p.add_argument("--out", help="output folder (default results/NAME)")
+        p.add_argument("--quiet", action="store_true", help="no progress output")
+        p.set_defaults(handler=_run)
+    sub.add_parser("studies", help="list the registered studies").set_defaults(handler=_studies)
+    check = sub.add_parser("check-bounds", help="theory against simulation, claim by claim")
+    check.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
+    check.add_argument("--quick", action="store_true", help="fewer samples (seconds, not minutes)")
+    check.add_argument("--seed", type=int, default=0, help="Monte Carlo seed (default 0)")
+    check.set_defaults(handler=_check_bounds)
     args = parser.parse_args(argv)
     try:
-        return _run(args)
+        return args.handler(args)
     except FastkError as e:
         print(f"fastk-jax: error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT

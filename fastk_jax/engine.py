@@ -31,6 +31,7 @@ from .curves import Grids, RunCurves, Summary
 from .errors import ConfigError
 from .problems import Problem, full_loss
 from .spec import RunSpec, SimConfig, sample_delays, seed_key
+from .theory.order_stats import order_statistic_moments
 
 Array = jax.Array
 
@@ -79,14 +80,12 @@ def _init(configs: SimConfig, problem: Problem, grids: Grids, seed: Array, spec:
 _summarize = jax.jit(curves.summarize)
 
 
-def mean_iteration_time(config: SimConfig, n: int, k: int, draws: int = 4000) -> float:
-    """E[X_(k:n)] for one (unstacked) configuration, used only to pick the default number of
-    iterations: exact where the law knows it and workers are iid, else a Monte Carlo estimate."""
-    if hasattr(config.delay, "order_statistic_mean") and np.all(np.asarray(config.slowdown) == 1):
-        return config.delay.order_statistic_mean(k, n)
-    keys = jax.random.split(jax.random.key(12345), draws)
-    delays = jax.vmap(lambda key: sample_delays(config, key, n))(keys)
-    return float(jnp.mean(jnp.sort(delays, axis=1)[:, k - 1]))
+def mean_iteration_time(config: SimConfig, n: int, k: int) -> float:
+    """E[X_(k:n)] for one (unstacked) configuration (``theory.order_stats``): used only to
+    pick the default number of iterations."""
+    slowdown = np.asarray(config.slowdown, np.float64)
+    iid = bool(np.all(slowdown == 1.0))
+    return order_statistic_moments(config.delay, k, n, slowdown=None if iid else slowdown).mean
 
 
 def memory_estimate(

@@ -70,3 +70,64 @@ def save_figure(fig: plt.Figure, prefix: Path) -> None:
     fig.savefig(prefix.with_suffix(".png"), dpi=200)
     fig.savefig(prefix.with_suffix(".pdf"))
     plt.close(fig)
+
+
+# ---------------------------------------------------------------- theory figures
+
+
+def _style(ax, xlabel: str, ylabel: str) -> None:
+    ax.set_xlabel(xlabel, fontsize=8)
+    ax.set_ylabel(ylabel, fontsize=8)
+    ax.tick_params(which="both", labelsize=7)
+    ax.grid(True, which="major", lw=0.3, alpha=0.5)
+
+
+def example1_bounds(ex: dict) -> plt.Figure:
+    """Adaptive paper Fig. 1: Lemma 1's bound for each fixed k and along Theorem 1's schedule."""
+    fig, ax = plt.subplots(figsize=(3.5, 2.7), constrained_layout=True)
+    for k, bound in enumerate(ex["bounds"], start=1):
+        ax.plot(ex["t"], bound, color=COLORS[(k - 1) % len(COLORS)], lw=1.1, label=f"k={k}")
+    ax.plot(ex["t"], ex["adaptive_bound"], color="black", lw=1.2, ls="--", label="adaptive (Theorem 1)")
+    ax.set_yscale("log")
+    ax.legend(fontsize=6.5, frameon=False, ncol=2)
+    _style(
+        ax, f"wall-clock time (mean delay {ex['mean_times'][0] * len(ex['mean_times']):g})", r"bound on $F(w_t) - F^*$"
+    )
+    return fig
+
+
+def example1_k(ex: dict) -> plt.Figure:
+    """Adaptive paper Fig. 2: the bound-optimal fixed k (a) and Theorem 1's adaptive k (b)."""
+    fig, axes = plt.subplots(1, 2, figsize=(3.5, 2.0), sharey=True, constrained_layout=True)
+    for ax, key, title in zip(axes, ("best_fixed_k", "adaptive_k"), ("(a) best fixed k", "(b) adaptive k")):
+        ax.step(ex["t"], ex[key], where="post", color="black", lw=1.1)
+        ax.set_title(title, fontsize=8)
+        _style(ax, "wall-clock time", "k" if key == "best_fixed_k" else "")
+        ax.set_yticks(range(1, int(np.max(ex[key])) + 1))
+        ax.xaxis.get_offset_text().set_fontsize(6.5)
+    return fig
+
+
+def speedup_vs_p(ps: np.ndarray, speedup: np.ndarray, labels: list[str], p_log_p: np.ndarray) -> plt.Figure:
+    """Async paper Fig. 5: log E[T_sync] / E[T_async] against P per delay law (Theorem 1)."""
+    fig, ax = plt.subplots(figsize=(3.5, 2.6), constrained_layout=True)
+    for i, (label, ratio) in enumerate(zip(labels, speedup)):
+        ax.plot(ps, np.log(ratio), color=COLORS[i % len(COLORS)], lw=1.2, marker="o", ms=2.5, label=label)
+    ax.plot(ps, np.log(p_log_p), color="gray", lw=1.0, ls=":", label=r"$P \log P$ (Corollary 1)")
+    ax.legend(fontsize=6.5, frameon=False)
+    _style(ax, "learners P", r"$\log\, E[T_{sync}] / E[T_{async}]$")
+    return fig
+
+
+def tradeoff(times: np.ndarray, curves, floors: dict, mean_delay: float) -> plt.Figure:
+    """Async paper Fig. 7: the error bounds of Sync (K = P) and Async (K = 1) SGD against time."""
+    fig, ax = plt.subplots(figsize=(3.5, 2.6), constrained_layout=True)
+    t = times / mean_delay
+    for i, (name, curve) in enumerate((("sync", curves.synchronous), ("async", curves.asynchronous))):
+        color = COLORS[i]
+        ax.plot(t, curve, color=color, lw=1.2, label=f"{name} SGD")
+        ax.axhline(floors[name], color=color, lw=0.7, ls=":")
+    ax.set_yscale("log")
+    ax.legend(fontsize=6.5, frameon=False)
+    _style(ax, "wall-clock time (units of the mean delay)", r"bound on $F(w) - F^*$")
+    return fig

@@ -58,7 +58,8 @@ def from_simulation(labels: list[str], sim: Simulation, n_workers: int, mean_del
     )
 
 
-def _arrays(r: Results) -> dict[str, np.ndarray]:
+def to_arrays(r: Results) -> dict[str, np.ndarray]:
+    """The arrays of ``results.npz`` (``load`` reads them back)."""
     out = {
         "labels": r.labels,
         "n_workers": np.asarray(r.n_workers),
@@ -73,14 +74,14 @@ def _arrays(r: Results) -> dict[str, np.ndarray]:
     return out
 
 
-def _finite_json(obj: Any) -> Any:
+def finite_json(obj: Any) -> Any:
     """``obj`` with every non-finite float replaced by None, so that the file is strict JSON."""
     if isinstance(obj, float):
         return obj if np.isfinite(obj) else None
     if isinstance(obj, dict):
-        return {k: _finite_json(v) for k, v in obj.items()}
+        return {k: finite_json(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_finite_json(v) for v in obj]
+        return [finite_json(v) for v in obj]
     return obj
 
 
@@ -97,9 +98,11 @@ def check_writable(out_dir: str | Path) -> None:
         raise FastkError(f"cannot write output folder {out_dir}: {existing} is not a writable folder")
 
 
-def save(out_dir: str | Path, results: Results, config: dict[str, Any], summary: dict[str, Any], figures=()) -> Path:
-    """Write results.npz, config.json, summary.json and ``figures`` (callables taking a path
-    prefix and writing files) atomically into ``out_dir``."""
+def save(
+    out_dir: str | Path, arrays: dict[str, np.ndarray], config: dict[str, Any], summary: dict[str, Any], figures=()
+) -> Path:
+    """Write ``arrays`` as results.npz, config.json, summary.json and ``figures`` (callables taking
+    a folder and writing files into it) atomically into ``out_dir``."""
     out_dir = Path(out_dir)
     check_writable(out_dir)
     try:
@@ -108,9 +111,9 @@ def save(out_dir: str | Path, results: Results, config: dict[str, Any], summary:
     except OSError as e:
         raise FastkError(f"cannot write output folder {out_dir}: {e.strerror or e}") from None
     try:
-        np.savez(staging / "results.npz", **_arrays(results))
+        np.savez(staging / "results.npz", **arrays)
         for name, obj in (("config.json", config), ("summary.json", summary)):
-            (staging / name).write_text(json.dumps(_finite_json(obj), indent=2, allow_nan=False) + "\n")
+            (staging / name).write_text(json.dumps(finite_json(obj), indent=2, allow_nan=False) + "\n")
         for draw in figures:
             draw(staging)
         out_dir.mkdir(exist_ok=True)

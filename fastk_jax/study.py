@@ -139,19 +139,30 @@ def read_toml(path: str | Path) -> dict:
         raise ConfigError("config", f"{path} is not valid TOML: {str(e).splitlines()[0]}") from None
 
 
-def load_study(path: str | Path, seeds: int | None = None) -> Study:
+def load_study(path: str | Path, seeds: int | None = None, quick: bool = False) -> Study:
     """Read, check and resolve a study file; ``seeds`` overrides run.seeds."""
-    return resolve(read_toml(path), seeds=seeds, default_name=Path(path).stem)
+    return resolve(read_toml(path), seeds=seeds, default_name=Path(path).stem, quick=quick)
 
 
-def resolve(raw: dict, seeds: int | None = None, default_name: str = "study") -> Study:
-    _no_extra(raw, {"name", "description", "problem", "delays", "run", "policy"}, "config")
+QUICK_SEEDS = 4  # --quick without a [quick] table
+
+
+def resolve(raw: dict, seeds: int | None = None, default_name: str = "study", quick: bool = False) -> Study:
+    """Check and resolve a parsed study. ``quick`` applies the file's ``[quick]`` table, which
+    overrides fields of ``[run]`` (without one, at most QUICK_SEEDS seeds); ``seeds`` overrides both."""
+    _no_extra(raw, {"name", "description", "problem", "delays", "run", "policy", "quick"}, "config")
+    run_table = _table(raw, "run")
+    if quick:
+        overrides = raw.get("quick", {"seeds": QUICK_SEEDS})
+        if not isinstance(overrides, dict):
+            raise ConfigError("quick", "must be a table of [run] fields")
+        run_table = {**run_table, **overrides}
     name = _string(raw, "name", "config", default_name)
     description = _string(raw, "description", "config", "")
     problem = _resolve_problem(_table(raw, "problem"))
     n = problem["n_workers"]
     law = _resolve_delays(_table(raw, "delays"), n)
-    run = _resolve_run(_table(raw, "run"), seeds)
+    run = _resolve_run(run_table, seeds)
     entries = raw.get("policy")
     if not isinstance(entries, list) or not entries:
         raise ConfigError("policy", "at least one [[policy]] table is needed")

@@ -58,6 +58,7 @@ import numpy as np
 from .. import policies
 from ..delays import Exponential
 from ..errors import ConfigError
+from .order_stats import order_statistic_moments
 
 
 class BoundConstants(NamedTuple):
@@ -106,9 +107,9 @@ def bound_probability(t, epsilon, mean_time, var_time) -> np.ndarray:
     return 1.0 - var_time / epsilon**2 * (2.0 / (t * mean_time) + 1.0 / t**2)
 
 
-def order_means(law, n: int) -> np.ndarray:
-    """mu_k = E[X_(k:n)] for k = 1..n, from ``law.order_statistic_mean`` (eq. (7) if exponential)."""
-    return np.array([law.order_statistic_mean(k, n) for k in range(1, n + 1)], np.float64)
+def order_means(law, n: int, slowdown=None) -> np.ndarray:
+    """mu_k = E[X_(k:n)] for k = 1..n, any delay law (``order_stats``; eq. (7) if exponential)."""
+    return np.array([order_statistic_moments(law, k, n, slowdown).mean for k in range(1, n + 1)], np.float64)
 
 
 def _theorem1(constants: BoundConstants, mean_times) -> tuple[np.ndarray, np.ndarray]:

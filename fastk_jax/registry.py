@@ -1,0 +1,139 @@
+"""Named studies: every ``studies/NAME.toml`` is a study, run by ``fastk-jax study NAME``.
+
+A study file either describes a simulation (``[problem]``, ``[delays]``, ``[run]``,
+``[[policy]]``: see ``study``) or a theory figure (a ``[theory]`` table whose ``kind`` names a
+function of ``theory_studies``). Either way the output folder receives ``results.npz``
+(arrays only), ``config.json`` (the resolved study), ``summary.json`` (key numbers, timings,
+versions) and ``figure.png`` / ``figure.pdf``, written atomically: a study that fails leaves
+nothing behind.
+
+``--quick`` runs a simulation study with its ``[quick]`` overrides of ``[run]`` (fewer seeds,
+a shorter horizon), and theory studies on coarser grids; every study's quick run finishes in
+under a minute on a 2-core CPU.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from . import __version__, engine, plotting, results, study, theory_studies
+from .errors import ConfigError
+
+STUDIES_DIR = Path(__file__).resolve().parent.parent / "studies"
+
+
+def study_files() -> dict[str, Path]:
+    """Every registered study: name -> its file in ``studies/``."""
+    if not STUDIES_DIR.is_dir():
+        raise ConfigError("study", f"no studies folder at {STUDIES_DIR} (install with pip install -e .)")
+    return {p.stem: p for p in sorted(STUDIES_DIR.glob("*.toml"))}
+
+
+def describe() -> list[tuple[str, str]]:
+    """(name, one-line description) of every registered study."""
+    return [(name, str(study.read_toml(path).get("description", ""))) for name, path in study_files().items()]
+
+
+def find(name: str) -> Path:
+    files = study_files()
+    if name not in files:
+        raise ConfigError("study", f"no study named {name!r}; `fastk-jax studies` lists them")
+    return files[name]
+
+
+def versions() -> dict[str, str]:
+    import jax
+    import numpy as np
+    import optax
+
+    return {"fastk_jax": __version__, "jax": jax.__version__, "optax": optax.__version__, "numpy": np.__version__}
+
+
+def run_file(
+    path: str | Path,
+    out: str | Path | None = None,
+    seeds: int | None = None,
+    quick: bool = False,
+    progress: Callable[[engine.Progress], None] | None = None,
+    say: Callable[[str], None] = lambda msg: None,
+) -> Path:
+    """Run the study in ``path`` and write its results into ``out`` (default results/NAME).
+
+    Bad input raises ``ConfigError`` or ``DataError`` before anything is written.
+    """
+    raw = study.read_toml(path)
+    if "theory" in raw:
+        return _run_theory(raw, Path(path).stem, out, quick, say)
+    s = study.resolve(raw, seeds=seeds, default_name=Path(path).stem, quick=quick)
+    out = Path(out) if out else Path("results") / s.name
+    results.check_writable(out)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        prepared = study.prepare(s)  # loads the data: bad data fails here, before any output
+        say(f"fastk-jax: {s.name}: {len(prepared.labels)} configurations x {s.run['seeds']} seeds")
+        started = time.perf_counter()
+        labels, sim = study.run_study(s, progress=progress, prepared=prepared)
+        wall = time.perf_counter() - started
+    for w in caught:
+        print(f"fastk-jax: warning: {w.message}", file=sys.stderr)
+
+    res = results.from_simulation(labels, sim, s.problem["n_workers"], s.delays["mean"], s.run["seeds"])
+    for label, count in zip(labels, res.diverged):
+        if count:
+            print(
+                f"fastk-jax: warning: {label}: {count} of {s.run['seeds']} runs diverged; they are left out of the curves",
+                file=sys.stderr,
+            )
+    err = res.bands["error"]
+    summary = {
+        "name": s.name,
+        "quick": quick,
+        "seeds": s.run["seeds"],
+        "iterations": sim.iterations,
+        "wall_s": round(wall, 3),
+        "compile_s": round(sim.compile_s, 3),
+        "initial_error": sim.initial_error,
+        "configurations": [
+            {
+                "label": str(label),
+                "final_error": float(err.mean[c, -1]),
+                "final_error_half_width": float(err.half_width[c, -1]),
+                "final_k": float(res.bands["k"].mean[c, -1]),
+                "diverged": int(res.diverged[c]),
+            }
+            for c, label in enumerate(labels)
+        ],
+        "versions": versions(),
+    }
+
+    def figure(folder: Path) -> None:
+        plotting.save_figure(plotting.error_vs_time(res, title=s.name), folder / "figure")
+
+    results.save(out, results.to_arrays(res), s.as_dict(), summary, figures=[figure])
+    say(f"fastk-jax: wrote {out}/ ({wall:.1f} s, {sim.compile_s:.1f} s compiling)")
+    for c in summary["configurations"]:
+        say(f"  {c['label']:<24} final error {c['final_error']:.4g} +- {c['final_error_half_width']:.2g}")
+    return out
+
+
+def _run_theory(raw: dict[str, Any], default_name: str, out, quick: bool, say) -> Path:
+    study._no_extra(raw, {"name", "description", "theory"}, "config")
+    name = study._string(raw, "name", "config", default_name)
+    params = raw["theory"]
+    if not isinstance(params, dict):
+        raise ConfigError("theory", "must be a table")
+    kind = study._string(params, "kind", "theory", choices=tuple(theory_studies.KINDS))
+    out = Path(out) if out else Path("results") / name
+    results.check_writable(out)
+    started = time.perf_counter()
+    output = theory_studies.KINDS[kind]({k: v for k, v in params.items() if k != "kind"}, quick)
+    summary = {"name": name, "quick": quick, **output.summary, "versions": versions()}
+    summary["wall_s"] = round(time.perf_counter() - started, 3)
+    results.save(out, output.arrays, raw, summary, figures=[output.draw])
+    say(f"fastk-jax: wrote {out}/ (theory: {kind})")
+    return out

@@ -1,0 +1,88 @@
+"""Registered studies (every one runs with --quick and writes its files) and check-bounds."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+from test_cli import run_cli
+
+from fastk_jax import check_bounds, cli, registry, results
+from fastk_jax.theory import fastest_k_bounds
+
+STUDIES = sorted(registry.study_files())
+FILES = ("results.npz", "config.json", "summary.json", "figure.png", "figure.pdf")
+
+
+def test_studies_lists_every_study_with_a_description():
+    proc = run_cli("studies")
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.strip().splitlines()
+    assert [line.split()[0] for line in lines] == STUDIES
+    assert all(len(line.split(maxsplit=1)) == 2 for line in lines)
+    assert {"adaptive-fig1", "adaptive-fig2", "adaptive-fig3", "stale-fig5", "stale-fig7"} <= set(STUDIES)
+
+
+@pytest.mark.parametrize("name", STUDIES)
+def test_every_study_runs_quick_and_writes_its_files(tmp_path, capsys, name):
+    out = tmp_path / name
+    assert cli.main(["study", name, "--quick", "--quiet", "--out", str(out)]) == 0, capsys.readouterr().err
+    for f in FILES:
+        assert (out / f).stat().st_size > 0, f
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["name"] == name and summary["quick"] is True
+    with np.load(out / "results.npz", allow_pickle=False) as arrays:
+        assert arrays.files
+
+
+def test_example1_summary_reports_derived_and_printed_readings(tmp_path):
+    out = tmp_path / "fig2"
+    assert cli.main(["study", "adaptive-fig2", "--quiet", "--out", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    ex = fastest_k_bounds.example1()
+    np.testing.assert_allclose(summary["theorem1_switching_times"], ex["switching_times"], rtol=1e-12)
+    assert [c["k"] for c in summary["best_fixed_k_changes"]] == [2, 3, 4, 5]
+    printed = summary["at_the_printed_reading"]["best_fixed_k_changes"]
+    # the printed 1098 and 6623 are the first integer times at which k=2 and k=5 are best, at rate 5
+    assert [math.ceil(printed[0]), math.ceil(printed[-1])] == [1098, 6623]
+
+
+def test_simulation_study_results_reload(tmp_path):
+    out = tmp_path / "fig3"
+    assert cli.main(["study", "adaptive-fig3", "--quick", "--quiet", "--seeds", "3", "--out", str(out)]) == 0
+    res = results.load(out)
+    assert res.seeds == 3 and len(res.labels) == 5
+
+
+@pytest.mark.parametrize(
+    "args,needle",
+    [(["study", "no-such-study"], "no study named"), (["check-bounds", "--seed", "-1"], "--seed")],
+)
+def test_bad_names_and_seeds_are_one_line_errors(capsys, args, needle):
+    assert cli.main(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and needle in err
+
+
+def test_check_semantics():
+    eq = check_bounds.Check("x", "equal", theory=1.0, estimate=1.1, half_width=0.2)
+    assert eq.holds and not eq._replace(theory=1.31).holds
+    upper = check_bounds.Check("y", "upper", theory=1.0, estimate=1.1, half_width=0.2)
+    assert upper.holds and not upper._replace(half_width=0.05).holds  # significantly above the bound
+    assert check_bounds.Check("z", "upper", 1.0, 0.2, 0.1).holds
+
+
+def test_check_bounds_json_quick():
+    """The simulator agrees with the theory on every claim (fixed seed, simultaneous 95% level)."""
+    proc = run_cli("check-bounds", "--json", "--quick")
+    assert proc.returncode == 0, proc.stderr
+    checks = json.loads(proc.stdout)
+    assert len(checks) > 30
+    for c in checks:
+        assert {"name", "theory", "estimate", "ci_low", "ci_high", "holds"} <= set(c)
+        assert c["ci_low"] <= c["estimate"] <= c["ci_high"]
+    names = " ".join(c["name"] for c in checks)
+    for claim in ("E[X_(5:10)], pareto", "Lemma 1", "Theorem 1 policy", "Lemma 4"):
+        assert claim in names
+    failing = [c["name"] for c in checks if not c["holds"]]
+    assert not failing, failing
