@@ -105,6 +105,7 @@ def run_file(
                 "final_error_half_width": float(err.half_width[c, -1]),
                 "final_k": float(res.bands["k"].mean[c, -1]),
                 "diverged": int(res.diverged[c]),
+                **_schedule(prepared.configs[c].policy),
             }
             for c, label in enumerate(labels)
         ],
@@ -119,6 +120,23 @@ def run_file(
     for c in summary["configurations"]:
         say(f"  {c['label']:<24} final error {c['final_error']:.4g} +- {c['final_error_half_width']:.2g}")
     return out
+
+
+def _schedule(policy) -> dict[str, Any]:
+    """A time or iteration schedule's breakpoints, for the summary (bound-optimal policies are
+    computed from the problem, so the file alone does not say them)."""
+    import numpy as np
+
+    at = np.asarray(policy.at, np.float64)
+    if bool(policy.adaptive) or at.size == 0:
+        return {}
+    return {
+        "schedule": {
+            "by": "time" if bool(policy.by_time) else "iterations",
+            "at": at.tolist(),
+            "ks": np.asarray(policy.ks).tolist(),
+        }
+    }
 
 
 def _run_theory(raw: dict[str, Any], default_name: str, out, quick: bool, say) -> Path:

@@ -280,7 +280,13 @@ def _resolve_policy(t: Any, i: int, n: int) -> dict:
     where = f"policy[{i}]"
     if not isinstance(t, dict):
         raise ConfigError(where, "must be a table")
-    kind = _string(t, "kind", where, choices=("fixed", "schedule", "adaptive"))
+    kind = _string(t, "kind", where, choices=("fixed", "schedule", "adaptive", "bound_optimal"))
+    if kind == "bound_optimal":  # Theorem 1's schedule, built from the problem's constants in ``configurations``
+        _no_extra(t, {"kind", "label"}, where)
+        out = {"kind": kind, "label": _string(t, "label", where, "bound-optimal (Theorem 1)")}
+        if not out["label"].strip():
+            raise ConfigError(f"{where}.label", "must not be empty")
+        return out
     if kind == "fixed":
         _no_extra(t, {"kind", "label", "k"}, where)
         out = {"kind": kind, "k": _number(t, "k", where, integer=True)}
@@ -347,17 +353,40 @@ def build_problem(p: dict) -> problems.Problem:
     return problems.logistic_regression(x, labels, n, p["reg"], num_classes)
 
 
-def configurations(study: Study) -> tuple[list[str], list[SimConfig]]:
-    """Every policy x every eta, with labels."""
+def bound_optimal(pc, law, slowdown: np.ndarray, eta: float) -> policies.KPolicy:
+    """Theorem 1's schedule for a problem's constants ``pc`` (``theory.constants``), a cluster
+    and a step size, with mu_k = E[X_(k:n)] from ``theory.order_stats``."""
+    from .theory.fastest_k_bounds import BoundConstants, bound_optimal_policy, order_means
+
+    if not 0 < eta * pc.c < 1:
+        raise ConfigError("run.eta", f"Theorem 1 needs 0 < eta c < 1; eta={eta:g} and c={pc.c:.4g}")
+    bc = BoundConstants(eta=eta, L=pc.L, c=pc.c, sigma2=pc.sigma2, s=pc.s, gap0=pc.initial_gap)
+    iid = bool(np.all(slowdown == 1.0))
+    return bound_optimal_policy(bc, order_means(law, slowdown.size, None if iid else slowdown))
+
+
+def configurations(study: Study, problem: problems.Problem | None = None) -> tuple[list[str], list[SimConfig]]:
+    """Every policy x every eta, with labels. A bound-optimal policy needs the ``problem``."""
     d = study.delays
     law = delays.make_law(d["law"], **{k: d[k] for k in delays.parameter_names(d["law"])})
     slowdown = np.asarray(d["slowdown"], np.float64)
     etas = study.run["eta"]
     labels, configs = [], []
+    constants = None
     for p in study.policies:
         for eta in etas:
             labels.append(p["label"] if len(etas) == 1 else f"{p['label']}, eta={eta:g}")
-            configs.append(SimConfig(policy=build_policy(p), eta=np.float64(eta), delay=law, slowdown=slowdown))
+            if p["kind"] == "bound_optimal":
+                if problem is None:
+                    raise ValueError("a bound-optimal policy needs the problem")
+                if constants is None:
+                    from .theory.constants import problem_constants
+
+                    constants = problem_constants(problem)
+                policy = bound_optimal(constants, law, slowdown, eta)
+            else:
+                policy = build_policy(p)
+            configs.append(SimConfig(policy=policy, eta=np.float64(eta), delay=law, slowdown=slowdown))
     return labels, configs
 
 
@@ -386,7 +415,7 @@ def prepare(study: Study) -> Prepared:
     """Load the data and build everything a run needs (may raise DataError)."""
     problem = build_problem(study.problem)
     check_step_size(study, problem)
-    labels, configs = configurations(study)
+    labels, configs = configurations(study, problem)
     run = study.run
     spec = RunSpec(
         n=study.problem["n_workers"], chunk=run["chunk"], optimizer=run["optimizer"], momentum=run["momentum"]

@@ -86,3 +86,31 @@ def test_check_bounds_json_quick():
         assert claim in names
     failing = [c["name"] for c in checks if not c["holds"]]
     assert not failing, failing
+
+
+def test_bound_optimal_policy_in_a_study_follows_theorem1(tmp_path):
+    from test_cli import toml
+
+    from fastk_jax import data, problems
+    from fastk_jax.delays import make_law
+    from fastk_jax.theory import constants
+
+    doc = {
+        "name": "bo",
+        "problem": {"kind": "linear", "n_workers": 5, "m": 100, "d": 3},
+        "delays": {"law": "exponential", "rate": 1.0},
+        "run": {"eta": 0.002, "time_horizon": 50.0, "seeds": 2},
+        "policy": [{"kind": "fixed", "k": 2}, {"kind": "bound_optimal"}],
+    }
+    cfg = tmp_path / "bo.toml"
+    cfg.write_text(toml(doc))
+    assert cli.main(["run", str(cfg), "--quiet", "--out", str(tmp_path / "out")]) == 0
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    schedule = summary["configurations"][1]["schedule"]
+    x, y, _ = data.synthetic_linear(100, 3, 0)
+    pc = constants.problem_constants(problems.linear_regression(x, y, 5))
+    bc = fastest_k_bounds.BoundConstants(0.002, pc.L, pc.c, pc.sigma2, pc.s, pc.initial_gap)
+    mu = fastest_k_bounds.order_means(make_law("exponential", rate=1.0), 5)
+    np.testing.assert_allclose(schedule["at"], fastest_k_bounds.switching_times(bc, mu), rtol=1e-6)
+    assert schedule["ks"] == [2, 3, 4, 5] and schedule["by"] == "time"
+    assert "schedule" not in summary["configurations"][0]
