@@ -6,7 +6,7 @@ The public API, by concept (each lives in the module of the same name):
 * problems: ``problems.linear_regression``, ``problems.logistic_regression``
 * data: ``data.synthetic_linear``, ``data.load_digits``, ``data.load_mnist``
 * k policies: ``policies.fixed``, ``policies.schedule``, ``policies.adaptive``
-* fastest-k SGD: ``fastest_k.step``; the engine that runs it: ``engine.simulate``
+* fastest-k SGD and the asynchronous variants: ``schemes.step``; the engine that runs them: ``engine.simulate``
 * studies from TOML files: ``study.load_study``, ``study.run_study``
 * the NumPy reference simulator: ``reference.simulate_run``
 """

@@ -22,7 +22,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from .fastest_k import Out
+from .schemes import Out
 
 Array = jax.Array
 
@@ -41,19 +41,23 @@ class RunCurves(NamedTuple):
     error: Array  # (G,) F(w) - F* at each grid time
     k: Array  # (G,) k of the iteration in progress
     downloads: Array  # (G,) gradients received by the master so far
+    fetches: Array  # (G,) model vectors sent to the learners so far
     updates: Array  # (G,) updates completed so far, J(t)
     iter_error: Array  # (Gi,) F(w_j) - F* at each grid iteration
+    staleness: Array  # (B,) staleness histogram of the gradients applied up to the horizon
     diverged: Array  # () bool
 
 
-def init(grids: Grids, dtype) -> RunCurves:
+def init(grids: Grids, dtype, staleness_bins: int) -> RunCurves:
     g = grids.time.shape[0]
     return RunCurves(
         error=jnp.full(g, jnp.nan, dtype),
         k=jnp.zeros(g, jnp.int32),
         downloads=jnp.zeros(g, jnp.int32),
+        fetches=jnp.zeros(g, jnp.int32),
         updates=jnp.zeros(g, jnp.int32),
         iter_error=jnp.full(grids.iteration.shape[0], jnp.nan, dtype),
+        staleness=jnp.zeros(staleness_bins, jnp.int32),
         diverged=jnp.bool_(False),
     )
 
@@ -68,8 +72,10 @@ def record(curves: RunCurves, grids: Grids, out: Out) -> RunCurves:
         error=jnp.where(now, out.error, curves.error),
         k=jnp.where(now, out.k, curves.k),
         downloads=jnp.where(now, out.downloads, curves.downloads),
+        fetches=jnp.where(now, out.fetches, curves.fetches),
         updates=jnp.where(now, out.iteration, curves.updates),
         iter_error=jnp.where(at_j, out.error, curves.iter_error),
+        staleness=curves.staleness + jnp.where(out.time <= grids.time[-1], out.staleness, 0),
         diverged=curves.diverged | bad,
     )
 
@@ -125,10 +131,13 @@ class Summary(NamedTuple):
     error: Band  # (C, G)
     k: Band  # (C, G)
     downloads: Band  # (C, G)
+    fetches: Band  # (C, G)
     updates: Band  # (C, G)
     iter_error: Band  # (C, Gi)
+    staleness: Array  # (C, B) staleness histogram of applied gradients, pooled over the runs kept
     diverged: Array  # (C,) runs that diverged
     final_time: Array  # (C, S) each run's clock when it stopped
+    iterations: Array  # (C,) updates each run of the configuration made
 
 
 def summarize(curves: RunCurves, final_time: Array, final_iteration: Array, grids: Grids) -> Summary:
@@ -141,8 +150,11 @@ def summarize(curves: RunCurves, final_time: Array, final_iteration: Array, grid
         error=band(curves.error, reached, axis=1),
         k=band(curves.k, reached, axis=1),
         downloads=band(curves.downloads, reached, axis=1),
+        fetches=band(curves.fetches, reached, axis=1),
         updates=band(curves.updates, reached, axis=1),
         iter_error=band(curves.iter_error, reached_j, axis=1),
+        staleness=jnp.sum(jnp.where(ok, curves.staleness, 0), axis=1),
         diverged=jnp.sum(curves.diverged, axis=1),
         final_time=final_time,
+        iterations=final_iteration[:, 0],
     )

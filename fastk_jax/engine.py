@@ -1,7 +1,7 @@
 """The engine: many runs of fastest-k SGD as one compiled, vmapped ``lax.scan``.
 
 Layout: configurations C (policies, step sizes, delay parameters of one shape) x seeds S.
-One run is a scan of ``fastest_k.step`` that records itself on fixed grids (``curves``);
+One run is a scan of ``schemes.step`` (fastest-k SGD or an asynchronous variant) that records itself on fixed grids (``curves``);
 the scan is vmapped over seeds, then over configurations, and jitted once per static
 ``RunSpec`` and array shapes. Runs advance in chunks of ``spec.chunk`` iterations; between
 chunks the host checks whether every run has passed the time horizon and reports progress.
@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import curves, fastest_k
+from . import curves, schemes
 from .curves import Grids, RunCurves, Summary
 from .errors import ConfigError
 from .problems import Problem, full_loss
@@ -44,7 +44,7 @@ def trace_count() -> int:
 
 
 class Carry(NamedTuple):
-    state: fastest_k.State  # leaves (C, S, ...)
+    state: schemes.State  # leaves (C, S, ...)
     curves: RunCurves  # leaves (C, S, ...)
 
 
@@ -55,7 +55,7 @@ def _advance(carry: Carry, configs: SimConfig, problem: Problem, grids: Grids, s
 
     def one_run(carry: Carry, config: SimConfig):
         def body(c: Carry, _):
-            state, out = fastest_k.step(c.state, config, problem, tx)
+            state, out = schemes.step(c.state, config, problem, tx, spec)
             trajectory = out if spec.keep_trajectories else None
             return Carry(state, curves.record(c.curves, grids, out)), trajectory
 
@@ -71,8 +71,8 @@ def _init(configs: SimConfig, problem: Problem, grids: Grids, seed: Array, spec:
     keys = jax.vmap(lambda i: seed_key(seed, i))(jnp.arange(num_seeds))
 
     def one_run(config, key):
-        state = fastest_k.init(problem, config, tx, key)
-        return Carry(state, curves.init(grids, state.w.dtype))
+        state = schemes.init(problem, config, tx, key, spec)
+        return Carry(state, curves.init(grids, state.w.dtype, spec.staleness_bins))
 
     return jax.vmap(jax.vmap(one_run, in_axes=(None, 0)), in_axes=(0, None))(configs, keys)
 
@@ -80,12 +80,17 @@ def _init(configs: SimConfig, problem: Problem, grids: Grids, seed: Array, spec:
 _summarize = jax.jit(curves.summarize)
 
 
-def mean_iteration_time(config: SimConfig, n: int, k: int) -> float:
-    """E[X_(k:n)] for one (unstacked) configuration (``theory.order_stats``): used only to
-    pick the default number of iterations."""
+def mean_iteration_time(config: SimConfig, spec: RunSpec, k: int) -> float:
+    """The mean time per update of one (unstacked) configuration with k fixed, used only to
+    pick the default number of iterations: E[X_(k:n)] (``theory.order_stats``; Lemma 4 of the
+    async paper) for the schemes where a learner pushes once per iteration, and k over the
+    learners' total push rate sum_i 1 / (s_i E[X]) for the batch schemes (k E[X] / n when iid,
+    Lemma 5)."""
     slowdown = np.asarray(config.slowdown, np.float64)
+    if schemes.is_batch(spec):
+        return k / float(np.sum(1.0 / (slowdown * float(np.asarray(config.delay.mean())))))
     iid = bool(np.all(slowdown == 1.0))
-    return order_statistic_moments(config.delay, k, n, slowdown=None if iid else slowdown).mean
+    return order_statistic_moments(config.delay, k, spec.n, slowdown=None if iid else slowdown).mean
 
 
 def memory_estimate(
@@ -99,9 +104,11 @@ def memory_estimate(
     rows = problem.x.shape[0] * problem.x.shape[1]
     classes = max(1, p // problem.x.shape[-1])
     optimizer_vectors = {"sgd": 0, "momentum": 1, "nesterov": 1, "adam": 2}[spec.optimizer]
-    per_run = (
-        2 * (2 + optimizer_vectors) * p + 2 * rows * classes + spec.n + 2 * (5 * grid_points + iteration_grid_points)
-    )
+    per_run = 2 * (2 + optimizer_vectors) * p + 2 * rows * classes + 2 * (5 * grid_points + iteration_grid_points)
+    pushes = spec.n * schemes.pushes_per_learner(spec)
+    per_run += pushes * (1 + spec.batch_size * classes) + spec.staleness_bins
+    if not schemes.cancels(spec):  # each learner's model and mini-batch, twice; a gradient per learner
+        per_run += 3 * spec.n * (p + spec.batch_size)
     itemsize = problem.x.dtype.itemsize
     return itemsize * (problem.x.size + num_configs * seeds * per_run)
 
@@ -133,7 +140,7 @@ class Simulation(NamedTuple):
     initial_error: float
     compile_s: float  # tracing + compilation of the chunk function (0 if reused; with one chunk, includes its run)
     run_s: float
-    trajectories: fastest_k.Out | None  # leaves (C, S, iterations, ...) if kept
+    trajectories: schemes.Out | None  # leaves (C, S, iterations, ...) if kept
 
 
 def simulate(
@@ -159,6 +166,7 @@ def simulate(
     ``max_iterations`` (default 20 x that). A run whose error exceeds ``divergence_factor``
     times the initial error, or is not finite, counts as diverged.
     """
+    schemes.check(spec)
     num_configs = int(np.shape(configs.eta)[0])
     need, have = (
         memory_estimate(problem, spec, num_configs, seeds, grid_points, iteration_grid_points),
@@ -172,7 +180,7 @@ def simulate(
         )
     first_k = [int(k) for k in np.asarray(configs.policy.k0)]
     fastest_mean = min(
-        mean_iteration_time(jax.tree.map(lambda x, c=c: x[c], configs), spec.n, first_k[c]) for c in range(num_configs)
+        mean_iteration_time(jax.tree.map(lambda x, c=c: x[c], configs), spec, first_k[c]) for c in range(num_configs)
     )
     if iterations is None:
         iterations = max(1, math.ceil(time_horizon / fastest_mean))
@@ -234,10 +242,34 @@ def simulate(
     )
 
 
+def concatenate(sims: list[Simulation], order: list[int]) -> Simulation:
+    """Simulations of configuration groups on the same grids as one: configuration c of the
+    result is row ``order[c]`` of the groups' rows stacked in turn. ``iterations`` is the
+    largest of the groups' (each configuration's own is ``summary.iterations``)."""
+    first = sims[0]
+    for sim in sims[1:]:
+        if not (
+            np.array_equal(sim.time_grid, first.time_grid) and np.array_equal(sim.iteration_grid, first.iteration_grid)
+        ):
+            raise ValueError("simulations on different grids cannot be concatenated")
+    index = np.asarray(order)
+    summary = jax.tree.map(lambda *xs: np.concatenate(xs, axis=0)[index], *[s.summary for s in sims])
+    trajectories = None
+    if all(s.trajectories is not None for s in sims):
+        trajectories = jax.tree.map(lambda *xs: np.concatenate(xs, axis=0)[index], *[s.trajectories for s in sims])
+    return first._replace(
+        summary=summary,
+        iterations=max(s.iterations for s in sims),
+        compile_s=sum(s.compile_s for s in sims),
+        run_s=sum(s.run_s for s in sims),
+        trajectories=trajectories,
+    )
+
+
 def delay_samples(configs: SimConfig, n: int, seeds: int, iterations: int, seed: int = 0) -> np.ndarray:
     """The delays the engine draws, shape (C, S, iterations, n): for tests and references.
 
-    Iteration j of seed s uses fold_in(fold_in(key(seed), s), j), as in ``fastest_k.step``.
+    Iteration j of seed s uses fold_in(fold_in(key(seed), s), j), as in ``schemes.step``.
     """
 
     def one(config, s):
@@ -246,3 +278,18 @@ def delay_samples(configs: SimConfig, n: int, seeds: int, iterations: int, seed:
 
     over = jax.vmap(jax.vmap(one, in_axes=(None, 0)), in_axes=(0, None))
     return np.asarray(over(configs, jnp.arange(seeds)))
+
+
+def scheme_draws(configs: SimConfig, spec: RunSpec, num_rows: int, seeds: int, iterations: int, seed: int = 0) -> dict:
+    """Every random number the engine draws for ``spec.scheme``, as numpy arrays with leading axes
+    (C, S): ``init_delays``, ``init_rows`` and, per iteration, ``delays``, ``restart``, ``rows``,
+    ``restart_rows`` (see ``schemes.iteration_draws``). For the NumPy reference."""
+
+    def one(config, s):
+        key = seed_key(jnp.asarray(seed, jnp.uint32), s)
+        init_delays, init_rows = schemes.initial_draws(config, key, spec, num_rows)
+        per = jax.vmap(lambda j: schemes.iteration_draws(config, jax.random.fold_in(key, j), spec, num_rows))
+        return {"init_delays": init_delays, "init_rows": init_rows, **per(jnp.arange(iterations))._asdict()}
+
+    over = jax.vmap(jax.vmap(one, in_axes=(None, 0)), in_axes=(0, None))
+    return jax.tree.map(np.asarray, over(configs, jnp.arange(seeds)))

@@ -2,11 +2,15 @@
 
 A problem is a JAX pytree holding its data split into n equal shards, one per worker
 (X of shape (n, s, d)), and its optimal value F* computed on the host in float64. The model
-is always a flat vector ``w`` of ``num_params`` entries. The one method the engine needs is
-``shard_losses(w) -> (n,)``: the mean loss over each shard, so that
+is always a flat vector ``w`` of ``num_params`` entries. The engine needs
 
-* F(w) = mean(shard_losses(w)) (the shards are equal, so this is the mean over all rows);
-* the partial gradient of worker i (eq. (3) of the adaptive paper) is grad shard_losses(w)[i].
+* ``shard_losses(w) -> (n,)``: the mean loss over each shard, so that F(w) =
+  mean(shard_losses(w)) (the shards are equal: the mean over all rows), and the partial
+  gradient of worker i (eq. (3) of the adaptive paper) is grad shard_losses(w)[i];
+* ``shard_loss(w, i)``: worker i's loss alone, at a model only worker i holds (stale models
+  of asynchronous schemes);
+* ``rows_loss(w, rows)``: the mean loss over a mini-batch of flat row indices (the async
+  paper's mini-batches, drawn from all rows).
 
 **When n does not divide m**, each shard gets s = m // n rows and the last m mod n rows are
 dropped, from the problem as a whole: F, F* and every constant are those of the n*s rows kept.
@@ -84,6 +88,17 @@ class LinearRegression:
         r = jnp.einsum("nsd,d->ns", self.x, w - self.w_star) + self.r_star
         return 0.5 * jnp.mean(jnp.square(r), axis=1)
 
+    def shard_loss(self, w: Array, i: Array) -> Array:
+        """Worker i's mean loss alone (for gradients at a model only worker i holds)."""
+        r = self.x[i] @ (w - self.w_star) + self.r_star[i]
+        return 0.5 * jnp.mean(jnp.square(r))
+
+    def rows_loss(self, w: Array, rows: Array) -> Array:
+        """The mean loss over ``rows``, flat indices into the n*s kept rows (a mini-batch)."""
+        d = self.x.shape[-1]
+        r = self.x.reshape(-1, d)[rows] @ (w - self.w_star) + self.r_star.reshape(-1)[rows]
+        return 0.5 * jnp.mean(jnp.square(r))
+
     def init_params(self) -> Array:
         return jnp.zeros(self.num_params, self.x.dtype)
 
@@ -130,7 +145,24 @@ class LogisticRegression:
         weights, bias = self.unpack(w)
         z = jnp.einsum("nsd,dc->nsc", self.x, weights) + bias
         data = jnp.mean(jax.nn.softplus(z) - self.y * z, axis=(1, 2))
-        return data + 0.5 * self.reg * jnp.sum(jnp.square(weights)) / self.num_classes
+        return data + self._penalty(weights)
+
+    def shard_loss(self, w: Array, i: Array) -> Array:
+        """Worker i's mean loss alone (for gradients at a model only worker i holds)."""
+        return self._rows(w, self.x[i], self.y[i])
+
+    def rows_loss(self, w: Array, rows: Array) -> Array:
+        """The mean loss over ``rows``, flat indices into the n*s kept rows (a mini-batch)."""
+        d, c = self.x.shape[-1], self.num_classes
+        return self._rows(w, self.x.reshape(-1, d)[rows], self.y.reshape(-1, c)[rows])
+
+    def _rows(self, w: Array, x: Array, y: Array) -> Array:
+        weights, bias = self.unpack(w)
+        z = x @ weights + bias
+        return jnp.mean(jax.nn.softplus(z) - y * z) + self._penalty(weights)
+
+    def _penalty(self, weights: Array) -> Array:
+        return 0.5 * self.reg * jnp.sum(jnp.square(weights)) / self.num_classes
 
     def init_params(self) -> Array:
         return jnp.zeros(self.num_params, self.x.dtype)

@@ -1,6 +1,6 @@
 """A plain NumPy reference simulator of fastest-k SGD: the test oracle and the speed baseline.
 
-It runs the same algorithm as ``fastk_jax.fastest_k.step`` driven by ``fastk_jax.engine``, written
+It runs the same algorithm as ``fastk_jax.schemes.step`` (scheme k_sync) driven by ``fastk_jax.engine``, written
 the way a careful researcher writes it: float64 throughout, a Python loop over seeds and over
 iterations, NumPy on whole arrays inside an iteration (no loop over workers), and no needless
 work. It shares no code with the engine: losses and gradients are written out by hand in closed
@@ -27,7 +27,7 @@ from ``engine.delay_samples``, or draw them with ``draw_delays``):
    downloads += k.
 
 The record of iteration j describes the model w_j, which the master broadcasts at t_j, exactly
-like ``fastest_k.Out``.
+like ``schemes.Out``.
 
 The reference always computes in float64. Against the engine in float32 its clock differs by
 rounding, so a time schedule may switch one iteration apart when some t_j lies within float32
@@ -197,7 +197,7 @@ def simulate_run(
         nesterov: with ``momentum``, the Nesterov variant of ``optax.trace``.
 
     Returns:
-        The ``Trajectory`` of the models w_0 .. w_(J-1), as ``fastest_k.Out`` records them.
+        The ``Trajectory`` of the models w_0 .. w_(J-1), as ``schemes.Out`` records them.
     """
     return _run(_numpy_problem(problem), policy, eta, delays, momentum, nesterov)
 

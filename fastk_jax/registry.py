@@ -105,6 +105,10 @@ def run_file(
                 "final_error_half_width": float(err.half_width[c, -1]),
                 "final_k": float(res.bands["k"].mean[c, -1]),
                 "diverged": int(res.diverged[c]),
+                "scheme": prepared.specs[c].scheme,
+                "time_per_iteration": float(res.time_per_iteration.mean[c]),
+                "time_per_iteration_half_width": float(res.time_per_iteration.half_width[c]),
+                "fresh_fraction": float(res.staleness[c, 0] / max(1, res.staleness[c].sum())),
                 **_schedule(prepared.configs[c].policy),
             }
             for c, label in enumerate(labels)

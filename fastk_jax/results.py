@@ -17,11 +17,11 @@ from typing import Any
 
 import numpy as np
 
-from .curves import Band
+from .curves import Band, band
 from .engine import Simulation
 from .errors import FastkError
 
-BANDS = ("error", "k", "downloads", "updates", "iter_error")
+BANDS = ("error", "k", "downloads", "fetches", "updates", "iter_error")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,16 +36,13 @@ class Results:
     bands: dict[str, Band]  # each field (C, G) or (C, Gi)
     diverged: np.ndarray  # (C,) runs that diverged, left out of the curves
     seeds: int
-
-    def uploads(self) -> Band:
-        """Model vectors broadcast by time t (derived, not stored): at t in [t_j, t_(j+1)) the
-        master has sent w_0, ..., w_j to all n workers, n (J(t) + 1) vectors."""
-        u = self.bands["updates"]
-        return Band(self.n_workers * (u.mean + 1), self.n_workers * u.half_width, u.runs)
+    time_per_iteration: Band  # (C,) a run's clock over its updates, mean and 95% band over seeds
+    staleness: np.ndarray  # (C, B) staleness histogram of the applied gradients (last bin: >= B-1)
 
 
 def from_simulation(labels: list[str], sim: Simulation, n_workers: int, mean_delay: float, seeds: int) -> Results:
     s = sim.summary
+    per_iteration = np.asarray(s.final_time, np.float64) / np.asarray(s.iterations)[:, None]  # (C, S)
     return Results(
         labels=np.asarray(labels, dtype=str),
         n_workers=n_workers,
@@ -55,6 +52,10 @@ def from_simulation(labels: list[str], sim: Simulation, n_workers: int, mean_del
         bands={name: Band(*(np.asarray(x) for x in getattr(s, name))) for name in BANDS},
         diverged=np.asarray(s.diverged),
         seeds=seeds,
+        time_per_iteration=Band(
+            *(np.asarray(x) for x in band(per_iteration, np.ones(per_iteration.shape, bool), axis=1))
+        ),
+        staleness=np.asarray(s.staleness),
     )
 
 
@@ -68,8 +69,9 @@ def to_arrays(r: Results) -> dict[str, np.ndarray]:
         "iteration_grid": r.iteration_grid,
         "diverged": r.diverged,
         "seeds": np.asarray(r.seeds),
+        "staleness": r.staleness,
     }
-    for name, b in r.bands.items():
+    for name, b in {**r.bands, "time_per_iteration": r.time_per_iteration}.items():
         out[f"{name}_mean"], out[f"{name}_half_width"], out[f"{name}_runs"] = b.mean, b.half_width, b.runs
     return out
 
@@ -150,6 +152,8 @@ def load(path: str | Path) -> Results:
             bands={n: Band(a[f"{n}_mean"], a[f"{n}_half_width"], a[f"{n}_runs"]) for n in BANDS},
             diverged=a["diverged"],
             seeds=int(a["seeds"]),
+            time_per_iteration=Band(*(a[f"time_per_iteration_{f}"] for f in ("mean", "half_width", "runs"))),
+            staleness=a["staleness"],
         )
     except KeyError as e:
         raise FastkError(f"{path} is missing array {e.args[0]!r}: not a fastk-jax results file") from None

@@ -28,9 +28,10 @@ class SimConfig(NamedTuple):
     """
 
     policy: KPolicy
-    eta: Array  # () step size
+    eta: Array  # () step size (eta_max of the staleness rule)
     delay: DelayLaw
     slowdown: Array  # (n,) per-worker time multiplier
+    lr_c: Array = 1.0  # () C of the staleness-compensated rate, eq. (13) of the async paper
 
 
 def sample_delays(config: SimConfig, key: Array, n: int) -> Array:
@@ -49,6 +50,11 @@ class RunSpec(NamedTuple):
     optimizer: str = "sgd"
     momentum: float = 0.9  # for "momentum" and "nesterov"
     keep_trajectories: bool = False  # return every iterate (memory: iterations x seeds)
+    scheme: str = "k_sync"  # k_sync (fastest-k), k_batch_sync, k_async, k_batch_async (see ``schemes``)
+    gradients: str = "shard"  # a learner's gradient: its shard, or a mini-batch of all rows
+    batch_size: int = 1  # b, rows per mini-batch
+    lr: str = "fixed"  # learning-rate rule: fixed, staleness (eq. (13)), delay_adaptive
+    staleness_bins: int = 32  # histogram bins of the applied gradients' staleness
 
     def transform(self) -> optax.GradientTransformation:
         """The optax direction transform; the step -eta is applied by the scheme, so that

@@ -27,7 +27,7 @@ from typing import Any, NamedTuple
 import jax
 import numpy as np
 
-from . import data, delays, engine, policies, problems
+from . import data, delays, engine, policies, problems, schemes
 from .errors import ConfigError
 from .spec import OPTIMIZERS, RunSpec, SimConfig, stack_configs
 
@@ -166,7 +166,7 @@ def resolve(raw: dict, seeds: int | None = None, default_name: str = "study", qu
     entries = raw.get("policy")
     if not isinstance(entries, list) or not entries:
         raise ConfigError("policy", "at least one [[policy]] table is needed")
-    pols = [_resolve_policy(p, i, n) for i, p in enumerate(entries)]
+    pols = [_resolve_policy(p, i, n, run) for i, p in enumerate(entries)]
     labels = [p["label"] for p in pols]
     if len(set(labels)) != len(labels):
         raise ConfigError("policy", f"labels must be distinct, got {labels}")
@@ -209,7 +209,12 @@ def _resolve_delays(t: dict, n: int) -> dict:
     law = _string(t, "law", where)
     if law not in delays.LAWS:
         raise ConfigError("delays.law", f"unknown delay law {law!r}; known: {', '.join(sorted(delays.LAWS))}")
-    params = {k: v for k, v in t.items() if k not in ("law", "slowdown")}
+    params = {k: v for k, v in t.items() if k not in ("law", "slowdown", "shift_per_row")}
+    shift_per_row = 0.0
+    if "shift_per_row" in t:  # work-dependent delays (App. E of the async paper): shift + b * shift_per_row
+        if law != "shifted_exponential":
+            raise ConfigError("delays.shift_per_row", "only a shifted_exponential law has a work-dependent shift")
+        shift_per_row = float(_number(t, "shift_per_row", where, low=0))
     lists = law == "hyperexponential"  # its probs and rates are lists, every other parameter a number
     for key, value in params.items():
         ok = isinstance(value, list) and value and all(map(_is_number, value)) if lists else _is_number(value)
@@ -241,12 +246,16 @@ def _resolve_delays(t: dict, n: int) -> dict:
         raise ConfigError("delays.slowdown", f"must be a number or a list of n_workers={n} numbers")
     if not np.all(np.isfinite(values)) or np.any(values <= 0) or np.any(values * mean > TIME_RANGE[1]):
         raise ConfigError("delays.slowdown", "must be finite and > 0")
-    return {"law": law, **delays.law_params(instance), "slowdown": values.tolist(), "mean": mean}
+    out = {"law": law, **delays.law_params(instance), "slowdown": values.tolist(), "mean": mean}
+    if shift_per_row:
+        out["shift_per_row"] = shift_per_row
+    return out
 
 
 def _resolve_run(t: dict, seeds: int | None) -> dict:
     where = "run"
     allowed = {"eta", "optimizer", "momentum", "time_horizon", "iterations", "seeds", "seed", "grid_points", "chunk"}
+    allowed |= {"scheme", "gradients", "batch_size", "lr", "lr_c", "staleness_bins"}
     _no_extra(t, allowed | {"divergence_factor"}, where)
     eta = t.get("eta")
     etas = eta if isinstance(eta, list) else [eta]
@@ -270,16 +279,42 @@ def _resolve_run(t: dict, seeds: int | None) -> dict:
         "grid_points": _number(t, "grid_points", where, 200, integer=True, low=2),
         "chunk": _number(t, "chunk", where, 500, integer=True, low=1),
         "divergence_factor": float(_number(t, "divergence_factor", where, 1e6, strict_low=1)),
+        **_scheme_fields(t, where, SCHEME_DEFAULTS),
+        "staleness_bins": _number(t, "staleness_bins", where, 32, integer=True, low=2, high=4096),
     }
     if out["momentum"] >= 1:
         raise ConfigError("run.momentum", f"must be < 1, got {out['momentum']}")
     return out
 
 
-def _resolve_policy(t: Any, i: int, n: int) -> dict:
+PER_POLICY = ("scheme", "gradients", "batch_size", "lr", "lr_c")  # [run] fields a [[policy]] may override
+SCHEME_DEFAULTS = {"scheme": "k_sync", "gradients": "shard", "batch_size": 1, "lr": "fixed", "lr_c": 1.0}
+
+
+def _scheme_fields(t: dict, where: str, defaults: dict) -> dict:
+    return {
+        "scheme": _string(t, "scheme", where, defaults["scheme"], choices=tuple(schemes.SCHEMES)),
+        "gradients": _string(t, "gradients", where, defaults["gradients"], choices=schemes.GRADIENTS),
+        "batch_size": _number(t, "batch_size", where, defaults["batch_size"], integer=True, low=1),
+        "lr": _string(t, "lr", where, defaults["lr"], choices=schemes.LR_RULES),
+        "lr_c": float(_number(t, "lr_c", where, defaults["lr_c"], strict_low=0)),
+    }
+
+
+def _resolve_policy(t: Any, i: int, n: int, run: dict) -> dict:
+    """A [[policy]] table: its k policy, and the scheme fields of [run] it may override
+    (resolved: every policy states its scheme, gradients, batch_size, lr and lr_c)."""
     where = f"policy[{i}]"
     if not isinstance(t, dict):
         raise ConfigError(where, "must be a table")
+    out = _resolve_kind({k: v for k, v in t.items() if k not in PER_POLICY}, i, n, where)
+    out.update(_scheme_fields(t, where, run))
+    if "label" not in t and "scheme" in t:
+        out["label"] += f", {out['scheme']}"
+    return out
+
+
+def _resolve_kind(t: dict, i: int, n: int, where: str) -> dict:
     kind = _string(t, "kind", where, choices=("fixed", "schedule", "adaptive", "bound_optimal"))
     if kind == "bound_optimal":  # Theorem 1's schedule, built from the problem's constants in ``configurations``
         _no_extra(t, {"kind", "label"}, where)
@@ -353,6 +388,14 @@ def build_problem(p: dict) -> problems.Problem:
     return problems.logistic_regression(x, labels, n, p["reg"], num_classes)
 
 
+def delay_law(d: dict, batch_size: int) -> delays.DelayLaw:
+    """The resolved [delays] table's law; a work-dependent shift grows with the mini-batch size."""
+    params = {k: d[k] for k in delays.parameter_names(d["law"])}
+    if "shift_per_row" in d:
+        params["shift"] = params["shift"] + batch_size * d["shift_per_row"]
+    return delays.make_law(d["law"], **params)
+
+
 def bound_optimal(pc, law, slowdown: np.ndarray, eta: float) -> policies.KPolicy:
     """Theorem 1's schedule for a problem's constants ``pc`` (``theory.constants``), a cluster
     and a step size, with mu_k = E[X_(k:n)] from ``theory.order_stats``."""
@@ -368,12 +411,12 @@ def bound_optimal(pc, law, slowdown: np.ndarray, eta: float) -> policies.KPolicy
 def configurations(study: Study, problem: problems.Problem | None = None) -> tuple[list[str], list[SimConfig]]:
     """Every policy x every eta, with labels. A bound-optimal policy needs the ``problem``."""
     d = study.delays
-    law = delays.make_law(d["law"], **{k: d[k] for k in delays.parameter_names(d["law"])})
     slowdown = np.asarray(d["slowdown"], np.float64)
     etas = study.run["eta"]
     labels, configs = [], []
     constants = None
     for p in study.policies:
+        law = delay_law(d, p["batch_size"])
         for eta in etas:
             labels.append(p["label"] if len(etas) == 1 else f"{p['label']}, eta={eta:g}")
             if p["kind"] == "bound_optimal":
@@ -386,7 +429,15 @@ def configurations(study: Study, problem: problems.Problem | None = None) -> tup
                 policy = bound_optimal(constants, law, slowdown, eta)
             else:
                 policy = build_policy(p)
-            configs.append(SimConfig(policy=policy, eta=np.float64(eta), delay=law, slowdown=slowdown))
+            configs.append(
+                SimConfig(
+                    policy=policy,
+                    eta=np.float64(eta),
+                    delay=law,
+                    slowdown=slowdown,
+                    lr_c=np.float64(p["lr_c"]),
+                )
+            )
     return labels, configs
 
 
@@ -408,7 +459,7 @@ class Prepared(NamedTuple):
     problem: problems.Problem
     labels: list[str]
     configs: list[SimConfig]
-    spec: RunSpec
+    specs: list[RunSpec]  # each configuration's static settings (its scheme may differ)
 
 
 def prepare(study: Study) -> Prepared:
@@ -417,10 +468,22 @@ def prepare(study: Study) -> Prepared:
     check_step_size(study, problem)
     labels, configs = configurations(study, problem)
     run = study.run
-    spec = RunSpec(
-        n=study.problem["n_workers"], chunk=run["chunk"], optimizer=run["optimizer"], momentum=run["momentum"]
-    )
-    return Prepared(problem, labels, configs, spec)
+    specs = [
+        RunSpec(
+            n=study.problem["n_workers"],
+            chunk=run["chunk"],
+            optimizer=run["optimizer"],
+            momentum=run["momentum"],
+            scheme=p["scheme"],
+            gradients=p["gradients"],
+            batch_size=p["batch_size"],
+            lr=p["lr"],
+            staleness_bins=run["staleness_bins"],
+        )
+        for p in study.policies
+        for _ in run["eta"]
+    ]
+    return Prepared(problem, labels, configs, specs)
 
 
 def run_study(
@@ -428,19 +491,42 @@ def run_study(
     progress: Callable[[engine.Progress], None] | None = None,
     prepared: Prepared | None = None,
 ) -> tuple[list[str], engine.Simulation]:
-    """Run every configuration of a study in one compiled, vmapped call."""
+    """Run every configuration of a study: those of one static setting (scheme, gradients,
+    batch size, learning-rate rule) in one compiled, vmapped call, the groups in turn, on
+    common grids."""
     prepared = prepared or prepare(study)
     run = study.run
-    sim = engine.simulate(
-        prepared.problem,
-        stack_configs(prepared.configs),
-        seeds=run["seeds"],
-        time_horizon=run["time_horizon"],
-        spec=prepared.spec,
-        seed=run["seed"],
-        iterations=run["iterations"],
-        grid_points=run["grid_points"],
-        divergence_factor=run["divergence_factor"],
-        progress=progress,
-    )
-    return prepared.labels, sim
+    groups: dict[RunSpec, list[int]] = {}
+    for c, spec in enumerate(prepared.specs):
+        groups.setdefault(spec, []).append(c)
+    iterations = run["iterations"]
+    if iterations is None:  # one iteration grid for all groups: as many as the fastest needs
+        fastest = min(
+            engine.mean_iteration_time(config, spec, int(config.policy.k0))
+            for config, spec in zip(prepared.configs, prepared.specs)
+        )
+        iterations = max(1, math.ceil(run["time_horizon"] / fastest))
+    sims = []
+    for g, (spec, members) in enumerate(groups.items()):
+
+        def group_progress(p, g=g):
+            if progress is not None:
+                progress(p._replace(fraction=(g + p.fraction) / len(groups)))
+
+        sims.append(
+            engine.simulate(
+                prepared.problem,
+                stack_configs([prepared.configs[c] for c in members]),
+                seeds=run["seeds"],
+                time_horizon=run["time_horizon"],
+                spec=spec,
+                seed=run["seed"],
+                iterations=iterations,
+                grid_points=run["grid_points"],
+                divergence_factor=run["divergence_factor"],
+                progress=group_progress,
+            )
+        )
+    stacked = [c for members in groups.values() for c in members]
+    order = np.argsort(stacked)  # row of each configuration in the stacked groups
+    return prepared.labels, engine.concatenate(sims, order.tolist())

@@ -75,9 +75,10 @@ def test_run_writes_results_config_and_figure(tmp_path):
     assert list(res.labels) == ["k=3", "adaptive 2->8"] and res.seeds == 4
     assert np.all(np.isfinite(res.bands["error"].mean))
     # at t = 0 the master has broadcast w_0 to all 10 workers; then n per completed update
-    uploads = res.uploads()
-    assert np.all(uploads.mean[:, 0] == 10)
-    np.testing.assert_allclose(uploads.mean, 10 * (res.bands["updates"].mean + 1))
+    fetches = res.bands["fetches"]
+    assert np.all(fetches.mean[:, 0] == 10)
+    np.testing.assert_allclose(fetches.mean, 10 * (res.bands["updates"].mean + 1))
+    assert res.time_per_iteration.mean.shape == (2,) and np.all(res.staleness[:, 1:] == 0)  # k_sync: always fresh
     config = json.loads((out / "config.json").read_text())
     assert config["run"]["seeds"] == 4 and config["run"]["optimizer"] == "sgd"  # resolved defaults
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out.")]  # no staging left

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from fastk_jax import curves, delays, engine, fastest_k, policies, problems
+from fastk_jax import curves, delays, engine, policies, problems, schemes
 from fastk_jax.data import synthetic_linear
 from fastk_jax.spec import RunSpec, SimConfig, stack_configs
 
@@ -74,8 +74,10 @@ def test_summary_leaves_out_diverged_runs_and_unreached_points():
         error=err,
         k=jnp.ones((1, 3, 3), jnp.int32),
         downloads=jnp.zeros((1, 3, 3), jnp.int32),
+        fetches=jnp.zeros((1, 3, 3), jnp.int32),
         updates=jnp.zeros((1, 3, 3), jnp.int32),
         iter_error=jnp.ones((1, 3, 2)),
+        staleness=jnp.ones((1, 3, 4), jnp.int32),
         diverged=jnp.array([[False, False, True]]),
     )
     final_time = jnp.array([[5.0, 1.5, 5.0]])  # seed 1 stopped before t = 2
@@ -83,6 +85,7 @@ def test_summary_leaves_out_diverged_runs_and_unreached_points():
     np.testing.assert_allclose(s.error.mean[0], [3.0, 4.0, 3.0])
     np.testing.assert_array_equal(s.error.runs[0], [2, 2, 1])
     assert int(s.diverged[0]) == 1
+    np.testing.assert_array_equal(s.staleness[0], [2, 2, 2, 2])  # pooled over the two runs kept
 
 
 def test_t_quantile():
@@ -176,15 +179,17 @@ def test_divergence_counts_only_on_the_grids():
     """An iterate past both grids (beyond the horizon and the last grid iteration) is not looked
     at, so a run's divergence does not depend on how long its sweep companions keep it going."""
     grids = curves.Grids(time=jnp.linspace(0.0, 10.0, 5), iteration=jnp.arange(0, 20, 5), error_limit=jnp.asarray(1e6))
-    fresh = curves.init(grids, jnp.float32)
+    fresh = curves.init(grids, jnp.float32, staleness_bins=4)
 
     def out(time, iteration, error):
-        return fastest_k.Out(
+        return schemes.Out(
             time=jnp.float32(time),
             iteration=jnp.int32(iteration),
             k=jnp.int32(1),
             error=jnp.float32(error),
             downloads=jnp.int32(0),
+            fetches=jnp.int32(0),
+            staleness=jnp.zeros(4, jnp.int32),
             w=jnp.zeros(1),
         )
 

@@ -1,0 +1,123 @@
+"""The four schemes of the engine against the NumPy reference (``reference_schemes``) on the very
+same random numbers, in float64; and the engine's runtime and staleness against the theory."""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+import pytest
+
+from fastk_jax import data, delays, engine, policies, problems, reference_schemes
+from fastk_jax.spec import RunSpec, SimConfig, stack_configs
+from fastk_jax.theory import async_theory
+
+N = 5
+SEEDS = 2
+ITERATIONS = 59  # chunk 60: the engine makes exactly 60 updates
+CHUNK = 60
+BATCH = 3
+
+POLICIES = {
+    "fixed k=2": policies.fixed(2),
+    "fixed k=1": policies.fixed(1),
+    "time schedule": policies.schedule(1, [2.0, 6.0], [3, 5], by="time"),
+    "adaptive": policies.adaptive(1, 5, thresh=2, burnin=5, step=2),
+}
+
+
+def _problem(kind: str):
+    if kind == "linear":
+        x, y, _ = data.synthetic_linear(m=100, d=4, seed=2)
+        return problems.linear_regression(x, y, n=N)
+    pytest.importorskip("sklearn")
+    x, labels = data.load_digits()
+    return problems.logistic_regression(x[:100, ::4], labels[:100], n=N, reg=0.05, num_classes=10)
+
+
+def _run(problem, spec: RunSpec, eta: float, lr_c: float = 1.0):
+    law = delays.make_law("exponential", rate=1.0)
+    names = list(POLICIES)
+    configs = stack_configs([SimConfig(POLICIES[p], np.float64(eta), law, np.ones(N), np.float64(lr_c)) for p in names])
+    sim = engine.simulate(problem, configs, seeds=SEEDS, time_horizon=0.5, spec=spec, iterations=ITERATIONS)
+    assert sim.iterations == CHUNK
+    num_rows = problem.x.shape[0] * problem.x.shape[1]
+    draws = engine.scheme_draws(configs, spec, num_rows, SEEDS, CHUNK)
+    return names, sim, draws
+
+
+CASES = [
+    ("k_sync", "shard", "fixed", "linear"),
+    ("k_batch_sync", "shard", "fixed", "linear"),
+    ("k_batch_sync", "minibatch", "fixed", "logistic"),
+    ("k_async", "shard", "fixed", "linear"),
+    ("k_async", "minibatch", "staleness", "linear"),
+    ("k_async", "shard", "delay_adaptive", "logistic"),
+    ("k_batch_async", "shard", "fixed", "logistic"),
+    ("k_batch_async", "minibatch", "fixed", "linear"),
+    ("k_batch_async", "shard", "staleness", "linear"),
+]
+
+
+@pytest.mark.parametrize("scheme,gradients,lr,kind", CASES)
+def test_engine_matches_the_reference_on_the_same_draws(scheme, gradients, lr, kind):
+    with jax.enable_x64(True):
+        problem = _problem(kind)
+        eta = 0.5 * problems.stable_step_limit(problem) if kind == "linear" else 2.0
+        spec = RunSpec(
+            n=N, chunk=CHUNK, scheme=scheme, gradients=gradients, batch_size=BATCH, lr=lr, keep_trajectories=True
+        )
+        names, sim, draws = _run(problem, spec, eta, lr_c=1e-4)
+    out = sim.trajectories
+    for c, name in enumerate(names):
+        for s in range(SEEDS):
+            d = reference_schemes.Draws(**{f: draws[f][c, s] for f in reference_schemes.Draws._fields})
+            ref = reference_schemes.simulate_scheme_run(
+                problem, POLICIES[name], eta, scheme, d, gradients=gradients, lr=lr, lr_c=1e-4
+            )
+            where = f"{scheme}/{gradients}/{lr}/{kind}, {name}, seed {s}"
+            np.testing.assert_array_equal(out.k[c, s], ref.k, err_msg=where)
+            np.testing.assert_allclose(out.time[c, s], ref.time, rtol=1e-12, err_msg=where)
+            np.testing.assert_array_equal(out.downloads[c, s], ref.downloads, err_msg=where)
+            np.testing.assert_array_equal(out.fetches[c, s], ref.fetches, err_msg=where)
+            np.testing.assert_array_equal(out.staleness[c, s], ref.staleness, err_msg=where)
+            # float64 rounding only: the two sum the same terms in different orders (the reference
+            # adds each stale gradient's regularization around w_j), and eta = 2 on the logistic
+            # problem amplifies the last bits over 60 updates to ~1e-9; a wrong rule is off by >1e-4
+            np.testing.assert_allclose(out.w[c, s], ref.w, rtol=1e-8, atol=1e-8, err_msg=where)
+            np.testing.assert_allclose(out.error[c, s], ref.error, rtol=1e-8, atol=1e-10, err_msg=where)
+
+
+@pytest.mark.parametrize("scheme", ["k_sync", "k_batch_sync", "k_async", "k_batch_async"])
+def test_time_per_iteration_and_fresh_fraction_follow_the_theory(scheme):
+    """Exp(1) delays, n = 8: the engine's mean time per update against Lemma 4 (k_sync), the
+    Erlang mean k/n (k_batch_sync), the exact K-async value and Lemma 5 (k_batch_async); and
+    the fraction of fresh gradients p0 = k/n for k_async (1/n for fully async), within 4
+    standard errors over seeds."""
+    n, seeds, iterations = 8, 64, 1500
+    x, y, _ = data.synthetic_linear(m=80, d=2, seed=0)
+    problem = problems.linear_regression(x, y, n=n)
+    law = delays.make_law("exponential", rate=1.0)
+    ks = (1, 3, 8)
+    configs = stack_configs([SimConfig(policies.fixed(k), np.float64(1e-4), law, np.ones(n)) for k in ks])
+    spec = RunSpec(n=n, chunk=iterations + 1, scheme=scheme, staleness_bins=4, keep_trajectories=True)
+    sim = engine.simulate(problem, configs, seeds=seeds, time_horizon=1.0, spec=spec, iterations=iterations)
+    per_iteration = np.asarray(sim.summary.final_time, np.float64) / sim.iterations  # (C, S)
+    truth = {
+        "k_sync": lambda k: async_theory.k_sync_time(k, n, lambda a, b: async_theory.exponential_order_mean(a, b)),
+        "k_batch_sync": lambda k: async_theory.k_batch_sync_law(k, n, 1.0).mean(),
+        "k_async": lambda k: async_theory.k_async_time_exponential(k, n, 1.0),
+        "k_batch_async": lambda k: async_theory.k_batch_async_time(k, n, 1.0),
+    }[scheme]
+    for c, k in enumerate(ks):
+        se = per_iteration[c].std(ddof=1) / np.sqrt(seeds)
+        assert abs(per_iteration[c].mean() - truth(k)) <= 4 * se + 1e-12, (k, per_iteration[c].mean(), truth(k), se)
+    # the fraction of fresh gradients, per seed (from the kept trajectories), against p0
+    counts = np.asarray(sim.trajectories.staleness, np.float64).sum(axis=2)  # (C, S, bins)
+    fresh = counts[..., 0] / counts.sum(axis=-1)  # (C, S)
+    for c, k in enumerate(ks):
+        if scheme in ("k_sync", "k_batch_sync"):
+            np.testing.assert_array_equal(fresh[c], 1.0)
+        elif scheme == "k_async" or k == 1:
+            p0 = async_theory.p0_exponential(n, k if scheme == "k_async" else 1)
+            se = fresh[c].std(ddof=1) / np.sqrt(seeds)
+            assert abs(fresh[c].mean() - p0) <= 4 * se + 1e-12, (k, fresh[c].mean(), p0, se)
