@@ -28,6 +28,7 @@ import numpy as np
 
 from . import data, delays, engine, policies, problems
 from .spec import RunSpec, SimConfig, sample_delays, stack_configs
+from .theory import async_theory
 from .theory.constants import problem_constants
 from .theory.fastest_k_bounds import BoundConstants, bound_optimal_policy, error_bound, order_means
 from .theory.order_stats import order_statistic_moments
@@ -220,13 +221,160 @@ def lemma1_checks(quick: bool, seed: int = 0) -> tuple[list[Check], list[tuple[s
     return checks, equalities
 
 
+# ---------------------------------------------------------------- the async paper's runtime laws
+
+ASYNC_P = 8
+ASYNC_KS = (1, 4, 8)
+ASYNC_LAWS = {"exp(1)": 0.0, "1+exp(1)": 1.0}  # shifted exponentials: shift 0 is exp(1)
+
+
+class SchemeRuns(NamedTuple):
+    per_iteration: np.ndarray  # (laws, ks, S) each run's clock over its updates
+    fresh: np.ndarray  # (laws, ks, S) fraction of applied gradients with staleness 0
+
+
+def _scheme_runs(scheme: str, seeds: int, iterations: int, seed: int) -> SchemeRuns:
+    """Fixed k in ASYNC_KS under each law of ASYNC_LAWS, on a one-parameter least-squares problem
+    (the clock does not depend on the model)."""
+    p = ASYNC_P
+    x, y, _ = data.synthetic_linear(2 * p, 1, 0)
+    problem = problems.linear_regression(x, y, p)
+    configs = [
+        SimConfig(
+            policies.fixed(k),
+            np.float64(1e-6),
+            delays.make_law("shifted_exponential", shift=shift, rate=1.0),
+            np.ones(p),
+        )
+        for shift in ASYNC_LAWS.values()
+        for k in ASYNC_KS
+    ]
+    spec = RunSpec(n=p, chunk=iterations, scheme=scheme, staleness_bins=2, keep_trajectories=True)
+    sim = engine.simulate(
+        problem, stack_configs(configs), seeds=seeds, time_horizon=1e-3, spec=spec, iterations=iterations - 1, seed=seed
+    )
+    shape = (len(ASYNC_LAWS), len(ASYNC_KS), seeds)
+    counts = np.asarray(sim.trajectories.staleness, np.float64).sum(axis=2)  # (C, S, 2)
+    return SchemeRuns(
+        per_iteration=(np.asarray(sim.summary.final_time, np.float64) / sim.iterations).reshape(shape),
+        fresh=(counts[..., 0] / counts.sum(axis=-1)).reshape(shape),
+    )
+
+
+def _ratio(a: np.ndarray, b: np.ndarray) -> Estimate:
+    """mean(a) / mean(b) of independent samples, its standard error by the delta method."""
+    ea, eb = _estimate(a), _estimate(b)
+    r = ea.mean / eb.mean
+    return Estimate(r, abs(r) * math.hypot(ea.se / ea.mean, eb.se / eb.mean))
+
+
+def async_checks(quick: bool, seed: int = 0) -> tuple[list[tuple[str, float, Estimate, str]], list[Check]]:
+    """The runtime laws of the async paper (Lemmas 2, 4-6, Theorems 1-2) on the engine's schemes."""
+    seeds, iterations = (16, 400) if quick else (200, 2000)
+    runs = {s: _scheme_runs(s, seeds, iterations, seed) for s in ("k_sync", "k_batch_sync", "k_async", "k_batch_async")}
+    p, law, k4 = ASYNC_P, {name: i for i, name in enumerate(ASYNC_LAWS)}, ASYNC_KS.index(4)
+    one = ASYNC_KS.index(1)
+
+    def mean(name, k):
+        return order_statistic_moments(
+            delays.make_law("shifted_exponential", shift=ASYNC_LAWS[name], rate=1.0), k, p
+        ).mean
+
+    def t(scheme, name, k):
+        return runs[scheme].per_iteration[law[name], ASYNC_KS.index(k)]
+
+    eq = [
+        (
+            "K-batch-sync time/iteration = K/(P mu) (Erlang), exp(1), K=4",
+            async_theory.k_batch_sync_law(4, p, 1.0).mean(),
+            _estimate(t("k_batch_sync", "exp(1)", 4)),
+            "App. B.2",
+        ),
+        (
+            "K-async time/iteration = E[X_(K:P)], exp(1), K=4 (App. B.4.1)",
+            async_theory.k_async_time_exponential(4, p, 1.0),
+            _estimate(t("k_async", "exp(1)", 4)),
+            "exact for exponentials",
+        ),
+    ]
+    for name, shift in ASYNC_LAWS.items():
+        mean_x = shift + 1.0
+        for k in (1, 4):
+            eq.append(
+                (
+                    f"Lemma 5: K-batch-async time/iteration = K E[X]/P, {name}, K={k}",
+                    async_theory.k_batch_async_time(k, p, mean_x),
+                    _estimate(t("k_batch_async", name, k)),
+                    "renewal, long run",
+                )
+            )
+        eq.append(
+            (
+                f"Theorem 1: E[T_sync]/E[T_async] = P E[X_(P:P)]/E[X], {name}, P={p}",
+                async_theory.sync_async_speedup(p, mean_x, mean(name, p)),
+                _ratio(t("k_sync", name, p), t("k_batch_async", name, 1)),
+                "sync K=P over async K=1",
+            )
+        )
+    eq.append(
+        (
+            "Theorem 2: E[T_K-async]/E[T_K-batch-async] = P E[X_(K:P)]/(K E[X]), exp(1), K=4",
+            async_theory.batch_speedup(4, p, 1.0, mean("exp(1)", 4)),
+            _ratio(t("k_async", "exp(1)", 4), t("k_batch_async", "exp(1)", 4)),
+            "exponentials",
+        )
+    )
+    eq.append(
+        (
+            "Lemma 2: p0 = 1/P (fresh fraction, fully async), exp(1)",
+            async_theory.p0_exponential(p, 1),
+            _estimate(runs["k_batch_async"].fresh[law["exp(1)"], one]),
+            "memoryless",
+        )
+    )
+    eq.append(
+        (
+            "p0 = K/P (fresh fraction, K-async), exp(1), K=4",
+            async_theory.p0_exponential(p, 4),
+            _estimate(runs["k_async"].fresh[law["exp(1)"], k4]),
+            "the paper's 1/P is a lower bound here",
+        )
+    )
+    bounds = []
+    est = _estimate(t("k_async", "1+exp(1)", 4))
+    bounds.append(
+        Check(
+            "Lemma 6: K-async time/iteration <= E[X_(K:P)], 1+exp(1), K=4",
+            "upper",
+            async_theory.k_async_time_bound(4, p, mean("1+exp(1)", 4)),
+            est.mean,
+            1.96 * est.se,
+            "new-longer-than-used law",
+        )
+    )
+    est = _estimate(runs["k_batch_async"].fresh[law["1+exp(1)"], one])
+    bounds.append(
+        Check(
+            "Lemma 2: p0 <= 1/P (fresh fraction, fully async), 1+exp(1)",
+            "upper",
+            1.0 / p,
+            est.mean,
+            1.96 * est.se,
+            "new-longer-than-used law",
+        )
+    )
+    return eq, bounds
+
+
 # ---------------------------------------------------------------- the table
 
 
 def run_checks(quick: bool = False, seed: int = 0) -> list[Check]:
     """Every check, in the order of the table; the equality checks share one simultaneous level."""
     bound_checks, engine_equalities = lemma1_checks(quick, seed)
-    return equalities(order_statistic_checks(quick, seed) + engine_equalities) + bound_checks
+    async_equalities, async_bounds = async_checks(quick, seed)
+    cases = order_statistic_checks(quick, seed) + engine_equalities + async_equalities
+    return equalities(cases) + bound_checks + async_bounds
 
 
 def format_table(checks: list[Check]) -> str:
