@@ -26,7 +26,7 @@ def error_vs_time(results: Results, title: str = "") -> plt.Figure:
     fig, (ax_err, ax_k) = plt.subplots(
         2, 1, figsize=(3.5, 3.9), sharex=True, gridspec_kw={"height_ratios": [3, 1.3]}, constrained_layout=True
     )
-    t = results.time_grid / results.mean_delay
+    same_unit = np.allclose(results.mean_delay, results.mean_delay[0])
     err, k = results.bands["error"], results.bands["k"]
     with np.errstate(invalid="ignore"):
         shown = err.mean > 0
@@ -37,6 +37,7 @@ def error_vs_time(results: Results, title: str = "") -> plt.Figure:
         if not shown[c].any():
             ax_err.plot([], [], color=color, lw=1.2, label=f"{label} (no finite runs)")
             continue
+        t = results.time_grid / results.mean_delay[c]
         mean = np.where(shown[c], err.mean[c], np.nan)
         ax_err.plot(t, mean, color=color, lw=1.2, label=str(label))
         ok = shown[c] & np.isfinite(err.half_width[c])
@@ -56,7 +57,8 @@ def error_vs_time(results: Results, title: str = "") -> plt.Figure:
     if title:
         ax_err.set_title(title, fontsize=8)
     ax_k.set_ylabel("mean $k$")
-    ax_k.set_xlabel("wall-clock time (units of the mean delay)")
+    unit = "the mean delay" if same_unit else "each configuration's mean delay"
+    ax_k.set_xlabel(f"wall-clock time (units of {unit})")
     ax_k.grid(True, lw=0.3, alpha=0.5)
     for ax in (ax_err, ax_k):
         ax.tick_params(which="both", labelsize=7)

@@ -82,7 +82,8 @@ def run_file(
     for w in caught:
         print(f"fastk-jax: warning: {w.message}", file=sys.stderr)
 
-    res = results.from_simulation(labels, sim, s.problem["n_workers"], s.delays["mean"], s.run["seeds"])
+    confs = prepared.configurations
+    res = results.from_simulation(labels, sim, s.problem["n_workers"], [c.delays["mean"] for c in confs], s.run["seeds"])
     for label, count in zip(labels, res.diverged):
         if count:
             print(
@@ -105,11 +106,11 @@ def run_file(
                 "final_error_half_width": float(err.half_width[c, -1]),
                 "final_k": float(res.bands["k"].mean[c, -1]),
                 "diverged": int(res.diverged[c]),
-                "scheme": prepared.specs[c].scheme,
+                "scheme": confs[c].spec.scheme,
                 "time_per_iteration": float(res.time_per_iteration.mean[c]),
                 "time_per_iteration_half_width": float(res.time_per_iteration.half_width[c]),
                 "fresh_fraction": float(res.staleness[c, 0] / max(1, res.staleness[c].sum())),
-                **_schedule(prepared.configs[c].policy),
+                **_schedule(confs[c].config.policy),
             }
             for c, label in enumerate(labels)
         ],

@@ -30,7 +30,7 @@ class Results:
 
     labels: np.ndarray  # (C,) str
     n_workers: int
-    mean_delay: float  # E[X] of the delay law, the natural unit of time
+    mean_delay: np.ndarray  # (C,) E[X] of each configuration's delay law, its natural unit of time
     time_grid: np.ndarray  # (G,)
     iteration_grid: np.ndarray  # (Gi,)
     bands: dict[str, Band]  # each field (C, G) or (C, Gi)
@@ -40,13 +40,14 @@ class Results:
     staleness: np.ndarray  # (C, B) staleness histogram of the applied gradients (last bin: >= B-1)
 
 
-def from_simulation(labels: list[str], sim: Simulation, n_workers: int, mean_delay: float, seeds: int) -> Results:
+def from_simulation(labels: list[str], sim: Simulation, n_workers: int, mean_delay, seeds: int) -> Results:
+    """``mean_delay``: one number, or one per configuration."""
     s = sim.summary
     per_iteration = np.asarray(s.final_time, np.float64) / np.asarray(s.iterations)[:, None]  # (C, S)
     return Results(
         labels=np.asarray(labels, dtype=str),
         n_workers=n_workers,
-        mean_delay=mean_delay,
+        mean_delay=np.broadcast_to(np.asarray(mean_delay, np.float64), (len(labels),)).copy(),
         time_grid=np.asarray(sim.time_grid),
         iteration_grid=np.asarray(sim.iteration_grid),
         bands={name: Band(*(np.asarray(x) for x in getattr(s, name))) for name in BANDS},
@@ -146,7 +147,7 @@ def load(path: str | Path) -> Results:
         return Results(
             labels=a["labels"],
             n_workers=int(a["n_workers"]),
-            mean_delay=float(a["mean_delay"]),
+            mean_delay=a["mean_delay"],
             time_grid=a["time_grid"],
             iteration_grid=a["iteration_grid"],
             bands={n: Band(a[f"{n}_mean"], a[f"{n}_half_width"], a[f"{n}_runs"]) for n in BANDS},

@@ -44,7 +44,7 @@ class Study:
     name: str
     description: str
     problem: dict[str, Any]
-    delays: dict[str, Any]
+    delays: list[dict[str, Any]]  # one or more delay laws (clusters)
     run: dict[str, Any]
     policies: list[dict[str, Any]]
 
@@ -161,7 +161,16 @@ def resolve(raw: dict, seeds: int | None = None, default_name: str = "study", qu
     description = _string(raw, "description", "config", "")
     problem = _resolve_problem(_table(raw, "problem"))
     n = problem["n_workers"]
-    law = _resolve_delays(_table(raw, "delays"), n)
+    tables = raw.get("delays")
+    if isinstance(tables, list):
+        if not tables:
+            raise ConfigError("delays", "at least one [[delays]] table is needed")
+        laws = [_resolve_delays(t, n, f"delays[{i}]") for i, t in enumerate(tables)]
+        names = [d["label"] for d in laws]
+        if len(set(names)) != len(names):
+            raise ConfigError("delays", f"labels must be distinct, got {names}")
+    else:
+        laws = [_resolve_delays(_table(raw, "delays"), n)]
     run = _resolve_run(run_table, seeds)
     entries = raw.get("policy")
     if not isinstance(entries, list) or not entries:
@@ -170,7 +179,7 @@ def resolve(raw: dict, seeds: int | None = None, default_name: str = "study", qu
     labels = [p["label"] for p in pols]
     if len(set(labels)) != len(labels):
         raise ConfigError("policy", f"labels must be distinct, got {labels}")
-    return Study(name=name, description=description, problem=problem, delays=law, run=run, policies=pols)
+    return Study(name=name, description=description, problem=problem, delays=laws, run=run, policies=pols)
 
 
 def _resolve_problem(t: dict) -> dict:
@@ -204,17 +213,30 @@ def _is_number(x: Any) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool)
 
 
-def _resolve_delays(t: dict, n: int) -> dict:
-    where = "delays"
-    law = _string(t, "law", where)
+def _resolve_delays(t: Any, n: int, where: str = "delays") -> dict:
+    """One delay law: a [delays] table, or one of several [[delays]] tables (each with a label)."""
+    if not isinstance(t, dict):
+        raise ConfigError(where, "must be a table")
+    try:
+        return _resolve_law(t, n)
+    except ConfigError as e:  # name the table the field is in
+        if where == "delays" or not e.field.startswith("delays"):
+            raise
+        raise ConfigError(where + e.field[len("delays") :], str(e).split(": ", 1)[1]) from None
+
+
+def _resolve_law(t: dict, n: int) -> dict:
+    where = "delays"  # the caller renames fields of a [[delays]] entry
+    law = _string(t, "law", "delays")
     if law not in delays.LAWS:
         raise ConfigError("delays.law", f"unknown delay law {law!r}; known: {', '.join(sorted(delays.LAWS))}")
-    params = {k: v for k, v in t.items() if k not in ("law", "slowdown", "shift_per_row")}
+    label = _string(t, "label", "delays", law)
+    params = {k: v for k, v in t.items() if k not in ("law", "label", "slowdown", "shift_per_row")}
     shift_per_row = 0.0
     if "shift_per_row" in t:  # work-dependent delays (App. E of the async paper): shift + b * shift_per_row
         if law != "shifted_exponential":
             raise ConfigError("delays.shift_per_row", "only a shifted_exponential law has a work-dependent shift")
-        shift_per_row = float(_number(t, "shift_per_row", where, low=0))
+        shift_per_row = float(_number(t, "shift_per_row", "delays", low=0))
     lists = law == "hyperexponential"  # its probs and rates are lists, every other parameter a number
     for key, value in params.items():
         ok = isinstance(value, list) and value and all(map(_is_number, value)) if lists else _is_number(value)
@@ -246,7 +268,7 @@ def _resolve_delays(t: dict, n: int) -> dict:
         raise ConfigError("delays.slowdown", f"must be a number or a list of n_workers={n} numbers")
     if not np.all(np.isfinite(values)) or np.any(values <= 0) or np.any(values * mean > TIME_RANGE[1]):
         raise ConfigError("delays.slowdown", "must be finite and > 0")
-    out = {"law": law, **delays.law_params(instance), "slowdown": values.tolist(), "mean": mean}
+    out = {"label": label, "law": law, **delays.law_params(instance), "slowdown": values.tolist(), "mean": mean}
     if shift_per_row:
         out["shift_per_row"] = shift_per_row
     return out
@@ -408,37 +430,54 @@ def bound_optimal(pc, law, slowdown: np.ndarray, eta: float) -> policies.KPolicy
     return bound_optimal_policy(bc, order_means(law, slowdown.size, None if iid else slowdown))
 
 
-def configurations(study: Study, problem: problems.Problem | None = None) -> tuple[list[str], list[SimConfig]]:
-    """Every policy x every eta, with labels. A bound-optimal policy needs the ``problem``."""
-    d = study.delays
-    slowdown = np.asarray(d["slowdown"], np.float64)
-    etas = study.run["eta"]
-    labels, configs = [], []
-    constants = None
-    for p in study.policies:
-        law = delay_law(d, p["batch_size"])
-        for eta in etas:
-            labels.append(p["label"] if len(etas) == 1 else f"{p['label']}, eta={eta:g}")
-            if p["kind"] == "bound_optimal":
-                if problem is None:
-                    raise ValueError("a bound-optimal policy needs the problem")
-                if constants is None:
-                    from .theory.constants import problem_constants
+class Configuration(NamedTuple):
+    """One configuration of a study: a cluster x a [[policy]] x a step size."""
 
-                    constants = problem_constants(problem)
-                policy = bound_optimal(constants, law, slowdown, eta)
-            else:
-                policy = build_policy(p)
-            configs.append(
-                SimConfig(
-                    policy=policy,
-                    eta=np.float64(eta),
-                    delay=law,
-                    slowdown=slowdown,
-                    lr_c=np.float64(p["lr_c"]),
+    label: str
+    config: SimConfig
+    spec: RunSpec
+    delays: dict[str, Any]  # the resolved delay table
+    policy: dict[str, Any]  # the resolved [[policy]] table
+
+
+def configurations(study: Study, problem: problems.Problem | None = None) -> list[Configuration]:
+    """Every delay law x every policy x every eta, with labels. A bound-optimal policy needs the
+    ``problem``."""
+    etas, run = study.run["eta"], study.run
+    out = []
+    constants = None
+    for d in study.delays:
+        slowdown = np.asarray(d["slowdown"], np.float64)
+        for p in study.policies:
+            law = delay_law(d, p["batch_size"])
+            for eta in etas:
+                label = p["label"] if len(etas) == 1 else f"{p['label']}, eta={eta:g}"
+                if len(study.delays) > 1:
+                    label = f"{label}, {d['label']}"
+                if p["kind"] == "bound_optimal":
+                    if problem is None:
+                        raise ValueError("a bound-optimal policy needs the problem")
+                    if constants is None:
+                        from .theory.constants import problem_constants
+
+                        constants = problem_constants(problem)
+                    policy = bound_optimal(constants, law, slowdown, eta)
+                else:
+                    policy = build_policy(p)
+                config = SimConfig(policy, np.float64(eta), law, slowdown, np.float64(p["lr_c"]))
+                spec = RunSpec(
+                    n=study.problem["n_workers"],
+                    chunk=run["chunk"],
+                    optimizer=run["optimizer"],
+                    momentum=run["momentum"],
+                    scheme=p["scheme"],
+                    gradients=p["gradients"],
+                    batch_size=p["batch_size"],
+                    lr=p["lr"],
+                    staleness_bins=run["staleness_bins"],
                 )
-            )
-    return labels, configs
+                out.append(Configuration(label, config, spec, d, p))
+    return out
 
 
 def check_step_size(study: Study, problem: problems.Problem) -> None:
@@ -457,33 +496,18 @@ class Prepared(NamedTuple):
     """A study ready to run: data loaded, F* computed, configurations built."""
 
     problem: problems.Problem
-    labels: list[str]
-    configs: list[SimConfig]
-    specs: list[RunSpec]  # each configuration's static settings (its scheme may differ)
+    configurations: list[Configuration]
+
+    @property
+    def labels(self) -> list[str]:
+        return [c.label for c in self.configurations]
 
 
 def prepare(study: Study) -> Prepared:
     """Load the data and build everything a run needs (may raise DataError)."""
     problem = build_problem(study.problem)
     check_step_size(study, problem)
-    labels, configs = configurations(study, problem)
-    run = study.run
-    specs = [
-        RunSpec(
-            n=study.problem["n_workers"],
-            chunk=run["chunk"],
-            optimizer=run["optimizer"],
-            momentum=run["momentum"],
-            scheme=p["scheme"],
-            gradients=p["gradients"],
-            batch_size=p["batch_size"],
-            lr=p["lr"],
-            staleness_bins=run["staleness_bins"],
-        )
-        for p in study.policies
-        for _ in run["eta"]
-    ]
-    return Prepared(problem, labels, configs, specs)
+    return Prepared(problem, configurations(study, problem))
 
 
 def run_study(
@@ -492,22 +516,20 @@ def run_study(
     prepared: Prepared | None = None,
 ) -> tuple[list[str], engine.Simulation]:
     """Run every configuration of a study: those of one static setting (scheme, gradients,
-    batch size, learning-rate rule) in one compiled, vmapped call, the groups in turn, on
-    common grids."""
+    batch size, learning-rate rule) and one kind of delay law in one compiled, vmapped call,
+    the groups in turn, on common grids."""
     prepared = prepared or prepare(study)
     run = study.run
-    groups: dict[RunSpec, list[int]] = {}
-    for c, spec in enumerate(prepared.specs):
-        groups.setdefault(spec, []).append(c)
+    todo = prepared.configurations
+    groups: dict[tuple, list[int]] = {}  # configurations that share a compiled program
+    for c, conf in enumerate(todo):
+        groups.setdefault((conf.spec, type(conf.config.delay)), []).append(c)
     iterations = run["iterations"]
     if iterations is None:  # one iteration grid for all groups: as many as the fastest needs
-        fastest = min(
-            engine.mean_iteration_time(config, spec, int(config.policy.k0))
-            for config, spec in zip(prepared.configs, prepared.specs)
-        )
+        fastest = min(engine.mean_iteration_time(c.config, c.spec, int(c.config.policy.k0)) for c in todo)
         iterations = max(1, math.ceil(run["time_horizon"] / fastest))
     sims = []
-    for g, (spec, members) in enumerate(groups.items()):
+    for g, ((spec, _), members) in enumerate(groups.items()):
 
         def group_progress(p, g=g):
             if progress is not None:
@@ -516,7 +538,7 @@ def run_study(
         sims.append(
             engine.simulate(
                 prepared.problem,
-                stack_configs([prepared.configs[c] for c in members]),
+                stack_configs([todo[c].config for c in members]),
                 seeds=run["seeds"],
                 time_horizon=run["time_horizon"],
                 spec=spec,
