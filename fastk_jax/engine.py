@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import curves, schemes
+from . import curves, policies, schemes
 from .curves import Grids, RunCurves, Summary
 from .errors import ConfigError
 from .problems import Problem, full_loss
@@ -179,6 +179,10 @@ def simulate(
             f"{have / 2**30:.3g} GiB available; use fewer seeds or grid points",
         )
     first_k = [int(k) for k in np.asarray(configs.policy.k0)]
+    if spec.max_k is not None:
+        largest = max(policies.largest_k(jax.tree.map(lambda x, c=c: x[c], configs.policy)) for c in range(num_configs))
+        if largest > spec.max_k:
+            raise ConfigError("max_k", f"a policy reaches k={largest} > spec.max_k={spec.max_k}")
     fastest_mean = min(
         mean_iteration_time(jax.tree.map(lambda x, c=c: x[c], configs), spec, first_k[c]) for c in range(num_configs)
     )

@@ -17,17 +17,23 @@ COLORS = plt.get_cmap("tab10").colors
 
 def error_vs_time(results: Results, title: str = "") -> plt.Figure:
     """Two panels sharing the time axis (in units of the mean delay): the mean error
-    F(w_t) - F* on a log scale with its 95% band, and the mean k(t).
+    F(w_t) - F* on a log scale with its 95% band, and the mean k(t) (left out when no
+    configuration changes k).
 
     A band whose lower edge is at or below zero runs to the bottom of the panel (the edge is
     off the log axis). A configuration with no finite mean (every run diverged) is only named
     in the legend.
     """
-    fig, (ax_err, ax_k) = plt.subplots(
-        2, 1, figsize=(3.5, 3.9), sharex=True, gridspec_kw={"height_ratios": [3, 1.3]}, constrained_layout=True
-    )
-    same_unit = np.allclose(results.mean_delay, results.mean_delay[0])
     err, k = results.bands["error"], results.bands["k"]
+    k_varies = bool(np.any(np.nanmax(k.mean, axis=1) != np.nanmin(k.mean, axis=1)))
+    if k_varies:
+        fig, (ax_err, ax_k) = plt.subplots(
+            2, 1, figsize=(3.5, 3.9), sharex=True, gridspec_kw={"height_ratios": [3, 1.3]}, constrained_layout=True
+        )
+    else:
+        fig, ax_err = plt.subplots(figsize=(3.5, 2.9), constrained_layout=True)
+        ax_k = None
+    same_unit = np.allclose(results.mean_delay, results.mean_delay[0])
     with np.errstate(invalid="ignore"):
         shown = err.mean > 0
         floor = 0.5 * np.min(err.mean[shown]) if shown.any() else 1.0
@@ -42,7 +48,8 @@ def error_vs_time(results: Results, title: str = "") -> plt.Figure:
         ax_err.plot(t, mean, color=color, lw=1.2, label=str(label))
         ok = shown[c] & np.isfinite(err.half_width[c])
         ax_err.fill_between(t, lows[c], err.mean[c] + err.half_width[c], where=ok, color=color, alpha=0.25, lw=0)
-        ax_k.plot(t, k.mean[c], color=color, lw=1.2)
+        if ax_k is not None:
+            ax_k.plot(t, k.mean[c], color=color, lw=1.2)
     if shown.any():
         ax_err.set_yscale("log")
     ax_err.set_ylabel(r"$F(w_t) - F^*$")
@@ -56,11 +63,13 @@ def error_vs_time(results: Results, title: str = "") -> plt.Figure:
     ax_err.grid(True, which="major", lw=0.3, alpha=0.5)
     if title:
         ax_err.set_title(title, fontsize=8)
-    ax_k.set_ylabel("mean $k$")
     unit = "the mean delay" if same_unit else "each configuration's mean delay"
-    ax_k.set_xlabel(f"wall-clock time (units of {unit})")
-    ax_k.grid(True, lw=0.3, alpha=0.5)
-    for ax in (ax_err, ax_k):
+    bottom = ax_err if ax_k is None else ax_k
+    bottom.set_xlabel(f"wall-clock time (units of {unit})")
+    if ax_k is not None:
+        ax_k.set_ylabel("mean $k$")
+        ax_k.grid(True, lw=0.3, alpha=0.5)
+    for ax in (ax_err, ax_k) if ax_k is not None else (ax_err,):
         ax.tick_params(which="both", labelsize=7)
         ax.xaxis.label.set_size(8)
         ax.yaxis.label.set_size(8)
@@ -72,6 +81,73 @@ def save_figure(fig: plt.Figure, prefix: Path) -> None:
     fig.savefig(prefix.with_suffix(".png"), dpi=200)
     fig.savefig(prefix.with_suffix(".pdf"))
     plt.close(fig)
+
+
+def error_vs_iterations(results: Results, title: str = "") -> plt.Figure:
+    """The mean error F(w_j) - F* against the number of updates j, log scale, 95% bands."""
+    fig, ax = plt.subplots(figsize=(3.5, 2.7), constrained_layout=True)
+    err = results.bands["iter_error"]
+    j = results.iteration_grid
+    with np.errstate(invalid="ignore"):
+        shown = err.mean > 0
+        floor = 0.5 * np.min(err.mean[shown]) if shown.any() else 1.0
+        lows = np.where(err.mean - err.half_width > 0, err.mean - err.half_width, floor)
+    for c, label in enumerate(results.labels):
+        color = COLORS[c % len(COLORS)]
+        if not shown[c].any():
+            ax.plot([], [], color=color, lw=1.2, label=f"{label} (no finite runs)")
+            continue
+        ax.plot(j, np.where(shown[c], err.mean[c], np.nan), color=color, lw=1.2, label=str(label))
+        ok = shown[c] & np.isfinite(err.half_width[c])
+        ax.fill_between(j, lows[c], err.mean[c] + err.half_width[c], where=ok, color=color, alpha=0.25, lw=0)
+    if shown.any():
+        ax.set_yscale("log")
+    ax.legend(
+        fontsize=6.5,
+        frameon=False,
+        ncol=2 if len(results.labels) > 4 else 1,
+        title=f"mean of {results.seeds} seeds, 95% bands",
+        title_fontsize=6.5,
+    )
+    if title:
+        ax.set_title(title, fontsize=8)
+    _style(ax, "updates j", r"$F(w_j) - F^*$")
+    return fig
+
+
+def runtime_vs_k(results: Results, groups: list[dict], iterations: int, title: str = "") -> plt.Figure:
+    """Expected runtime of ``iterations`` updates against k, one line per scheme, one panel per
+    delay law: ``iterations`` x the measured mean time per update (95% band), with the theory of
+    the async paper (``theory.async_theory``) dashed. ``groups`` describes each panel:
+    {"title", "rows": {scheme: [(k, configuration index), ...]}, "theory": {name: [(k, value), ...]}}."""
+    fig, axes = plt.subplots(
+        1, len(groups), figsize=(3.5 * min(len(groups), 2), 2.7), constrained_layout=True, squeeze=False
+    )
+    tpi = results.time_per_iteration
+    for ax, group in zip(axes[0], groups):
+        for i, (scheme, rows) in enumerate(group["rows"].items()):
+            ks = [k for k, _ in rows]
+            idx = [c for _, c in rows]
+            mean, half = iterations * tpi.mean[idx], iterations * tpi.half_width[idx]
+            ax.errorbar(
+                ks,
+                mean,
+                yerr=half,
+                color=COLORS[i % len(COLORS)],
+                lw=1.2,
+                marker="o",
+                ms=2.5,
+                capsize=2,
+                label=f"{scheme} (simulated)",
+            )
+        for i, (name, points) in enumerate(group["theory"].items()):
+            ax.plot(*zip(*points), color="black", lw=0.9, ls=("--", ":", "-.")[i % 3], label=name)
+        ax.set_title(group["title"], fontsize=8)
+        ax.legend(fontsize=6, frameon=False)
+        _style(ax, "K", f"runtime of {iterations} updates")
+    if title:
+        fig.suptitle(title, fontsize=8)
+    return fig
 
 
 # ---------------------------------------------------------------- theory figures

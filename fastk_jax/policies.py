@@ -135,6 +135,15 @@ def check(policy: KPolicy, n: int, where: str = "policy") -> None:
                 raise ConfigError(f"{where}.{name}", f"must be >= 0, got {int(getattr(policy, name))}")
 
 
+def largest_k(policy: KPolicy) -> int:
+    """The largest k an (unstacked) policy can use: k0, its schedule's ks, Algorithm 1's k_max."""
+    at, ks = np.asarray(policy.at, np.float64), np.asarray(policy.ks)
+    reachable = [int(policy.k0), *ks[np.isfinite(at)].tolist()]
+    if bool(policy.adaptive):
+        reachable.append(int(policy.k_max))
+    return max(reachable)
+
+
 def stack(policies: list[KPolicy]) -> KPolicy:
     """Stack policies along a leading axis, padding schedules with +inf breakpoints."""
     width = max(1, max(np.size(p.at) for p in policies))

@@ -21,6 +21,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from . import __version__, engine, plotting, results, study, theory_studies
 from .errors import ConfigError
 
@@ -83,7 +85,9 @@ def run_file(
         print(f"fastk-jax: warning: {w.message}", file=sys.stderr)
 
     confs = prepared.configurations
-    res = results.from_simulation(labels, sim, s.problem["n_workers"], [c.delays["mean"] for c in confs], s.run["seeds"])
+    res = results.from_simulation(
+        labels, sim, s.problem["n_workers"], [c.delays["mean"] for c in confs], s.run["seeds"]
+    )
     for label, count in zip(labels, res.diverged):
         if count:
             print(
@@ -117,8 +121,19 @@ def run_file(
         "versions": versions(),
     }
 
+    kind = s.figure["kind"]
+    if kind == "runtime_vs_k":
+        panels = runtime_panels(confs, s.figure["iterations"], s.problem["n_workers"])
+        summary["runtime_vs_k"] = _runtime_table(panels, res, s.figure["iterations"])
+
     def figure(folder: Path) -> None:
-        plotting.save_figure(plotting.error_vs_time(res, title=s.name), folder / "figure")
+        if kind == "error_vs_iterations":
+            fig = plotting.error_vs_iterations(res, title=s.name)
+        elif kind == "runtime_vs_k":
+            fig = plotting.runtime_vs_k(res, panels, s.figure["iterations"], title=s.name)
+        else:
+            fig = plotting.error_vs_time(res, title=s.name)
+        plotting.save_figure(fig, folder / "figure")
 
     results.save(out, results.to_arrays(res), s.as_dict(), summary, figures=[figure])
     say(f"fastk-jax: wrote {out}/ ({wall:.1f} s, {sim.compile_s:.1f} s compiling)")
@@ -127,11 +142,52 @@ def run_file(
     return out
 
 
+def runtime_panels(confs: list[study.Configuration], iterations: int, n: int) -> list[dict]:
+    """For the runtime-against-K figure: per delay law, the fixed-k configurations of each scheme
+    and the theory lines, Lemma 4 (K-sync, E[X_(K:P)]; also Lemma 6's bound on K-async for
+    new-longer-than-used laws) and Lemma 5 (K-batch-async, K E[X] / P), times ``iterations``."""
+    from .theory import async_theory
+    from .theory.order_stats import order_statistic_moments
+
+    panels: dict[str, dict] = {}
+    for c, conf in enumerate(confs):
+        if conf.policy["kind"] != "fixed":
+            continue
+        panel = panels.setdefault(
+            conf.delays["label"], {"title": conf.delays["label"], "rows": {}, "law": conf.config.delay}
+        )
+        panel["rows"].setdefault(conf.spec.scheme, []).append((conf.policy["k"], c))
+    for panel in panels.values():
+        law = panel.pop("law")
+        ks = range(1, n + 1)
+        mean = float(np.asarray(law.mean()))
+        panel["theory"] = {
+            "Lemma 4: K-sync (bounds K-async, Lemma 6)": [
+                (k, iterations * order_statistic_moments(law, k, n).mean) for k in ks
+            ],
+            "Lemma 5: K-batch-async": [(k, iterations * async_theory.k_batch_async_time(k, n, mean)) for k in ks],
+        }
+    return list(panels.values())
+
+
+def _runtime_table(panels: list[dict], res, iterations: int) -> list[dict]:
+    return [
+        {
+            "delays": panel["title"],
+            "scheme": scheme,
+            "k": k,
+            "runtime": float(iterations * res.time_per_iteration.mean[c]),
+            "runtime_half_width": float(iterations * res.time_per_iteration.half_width[c]),
+        }
+        for panel in panels
+        for scheme, rows in panel["rows"].items()
+        for k, c in rows
+    ]
+
+
 def _schedule(policy) -> dict[str, Any]:
     """A time or iteration schedule's breakpoints, for the summary (bound-optimal policies are
     computed from the problem, so the file alone does not say them)."""
-    import numpy as np
-
     at = np.asarray(policy.at, np.float64)
     if bool(policy.adaptive) or at.size == 0:
         return {}

@@ -17,7 +17,7 @@ scheme             a learner that pushed within an iteration  at the update
 ``k_batch_async`` with k = 1 is fully asynchronous SGD.
 
 **One step is one update, with fixed shapes.** Each learner can push at most R times in one
-iteration (R = n for the batch schemes, else 1). The step lays out an arrival matrix A (n, R):
+iteration (R = the largest k of the policies, at most n, for the batch schemes; else 1). The step lays out an arrival matrix A (n, R):
 A[i, r] is the time of learner i's (r+1)-th push in this iteration. With cancelling schemes
 every computation starts at t_j on w_j, so A[i, :] is t_j plus the cumulative sum of fresh
 delays. Without cancelling, A[i, 0] is the learner's pending computation (started earlier, on
@@ -105,8 +105,9 @@ def cancels(spec: RunSpec) -> bool:
 
 
 def pushes_per_learner(spec: RunSpec) -> int:
-    """R: how often a learner can push within one iteration."""
-    return spec.n if is_batch(spec) else 1
+    """R: how often a learner can push within one iteration: at most k <= max_k times in a batch
+    scheme (the k earliest pushes hold at most k of one learner), once otherwise."""
+    return min(spec.n, spec.max_k or spec.n) if is_batch(spec) else 1
 
 
 class Pending(NamedTuple):
@@ -221,6 +222,12 @@ def select_earliest(arrivals: Array, k: Array) -> tuple[Array, Array, Array]:
     return selected, jnp.max(jnp.where(selected, arrivals, -jnp.inf)), rank == k - 1
 
 
+def _first(mask: Array, size: int) -> Array:
+    """Indices of the (at most ``size``) true entries of ``mask``, padded with false ones: a fixed
+    number of gradients to compute instead of one per learner."""
+    return jnp.argsort(~mask, stable=True)[:size]
+
+
 def _factors(spec: RunSpec, config: SimConfig, staleness: Array, distance2: Array) -> Array:
     """The step-size factor s_a of the learning-rate rule for gradients of the given staleness
     tau and squared distance ||w_j - w_tau||^2 (see the module docstring)."""
@@ -260,12 +267,14 @@ def step(
 
     # 2. the gradient: pushes at w_j in one reverse pass (which also gives F(w_j)), stale ones per learner
     weight_now = (selected & current).astype(w.dtype) / kf  # (n, R); factor 1: fresh
+    most = min(n, spec.max_k or n)  # at most this many gradients are applied: compute only those
     if spec.gradients == "minibatch":
         rows_now = draws.rows if cancel else jnp.roll(draws.rows, 1, axis=1)  # chain push r uses rows r - 1
-        rows_now = rows_now.reshape(-1, spec.batch_size)
+        chosen = _first(weight_now.reshape(-1) > 0, most)
+        rows_now = rows_now.reshape(-1, spec.batch_size)[chosen]
         losses = problem.shard_losses(w)
         _, pullback = jax.vjp(lambda v: jax.vmap(lambda rows: problem.rows_loss(v, rows))(rows_now), w)
-        (grad,) = pullback(weight_now.reshape(-1))
+        (grad,) = pullback(weight_now.reshape(-1)[chosen])
     elif cancel or batch:
         losses, pullback = jax.vjp(problem.shard_losses, w)
         (grad,) = pullback(weight_now.sum(axis=1))
@@ -277,11 +286,12 @@ def step(
         staleness = staleness.at[:, 0].set(j - p.version)
         distance2 = jnp.sum(jnp.square(w[None, :] - p.w), axis=1)
         stale_weight = selected[:, 0].astype(w.dtype) * _factors(spec, config, j - p.version, distance2) / kf
+        chosen = _first(selected[:, 0], most)
         if spec.gradients == "shard":
-            stale_grads = jax.vmap(jax.grad(problem.shard_loss))(p.w, jnp.arange(n))
+            stale_grads = jax.vmap(jax.grad(problem.shard_loss))(p.w[chosen], chosen)
         else:
-            stale_grads = jax.vmap(jax.grad(problem.rows_loss))(p.w, p.rows)
-        grad = grad + stale_weight @ stale_grads
+            stale_grads = jax.vmap(jax.grad(problem.rows_loss))(p.w[chosen], p.rows[chosen])
+        grad = grad + stale_weight[chosen] @ stale_grads
 
     updates, opt_state = tx.update(grad, state.opt_state, w)
     w_next = optax.apply_updates(w, -config.eta.astype(grad.dtype) * updates)

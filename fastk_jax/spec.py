@@ -55,6 +55,7 @@ class RunSpec(NamedTuple):
     batch_size: int = 1  # b, rows per mini-batch
     lr: str = "fixed"  # learning-rate rule: fixed, staleness (eq. (13)), delay_adaptive
     staleness_bins: int = 32  # histogram bins of the applied gradients' staleness
+    max_k: int | None = None  # the largest k any policy reaches (None: n); bounds a learner's pushes per update
 
     def transform(self) -> optax.GradientTransformation:
         """The optax direction transform; the step -eta is applied by the scheme, so that

@@ -47,6 +47,7 @@ class Study:
     delays: list[dict[str, Any]]  # one or more delay laws (clusters)
     run: dict[str, Any]
     policies: list[dict[str, Any]]
+    figure: dict[str, Any] = dataclasses.field(default_factory=lambda: {"kind": "error_vs_time"})
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -150,7 +151,7 @@ QUICK_SEEDS = 4  # --quick without a [quick] table
 def resolve(raw: dict, seeds: int | None = None, default_name: str = "study", quick: bool = False) -> Study:
     """Check and resolve a parsed study. ``quick`` applies the file's ``[quick]`` table, which
     overrides fields of ``[run]`` (without one, at most QUICK_SEEDS seeds); ``seeds`` overrides both."""
-    _no_extra(raw, {"name", "description", "problem", "delays", "run", "policy", "quick"}, "config")
+    _no_extra(raw, {"name", "description", "problem", "delays", "run", "policy", "quick", "figure"}, "config")
     run_table = _table(raw, "run")
     if quick:
         overrides = raw.get("quick", {"seeds": QUICK_SEEDS})
@@ -175,11 +176,28 @@ def resolve(raw: dict, seeds: int | None = None, default_name: str = "study", qu
     entries = raw.get("policy")
     if not isinstance(entries, list) or not entries:
         raise ConfigError("policy", "at least one [[policy]] table is needed")
-    pols = [_resolve_policy(p, i, n, run) for i, p in enumerate(entries)]
+    pols = [pol for i, p in enumerate(entries) for pol in _expand_policy(p, i, n, run)]
     labels = [p["label"] for p in pols]
     if len(set(labels)) != len(labels):
         raise ConfigError("policy", f"labels must be distinct, got {labels}")
-    return Study(name=name, description=description, problem=problem, delays=laws, run=run, policies=pols)
+    figure = _resolve_figure(raw.get("figure", {}))
+    return Study(
+        name=name, description=description, problem=problem, delays=laws, run=run, policies=pols, figure=figure
+    )
+
+
+FIGURES = ("error_vs_time", "error_vs_iterations", "runtime_vs_k")
+
+
+def _resolve_figure(t: Any) -> dict:
+    """The optional [figure] table: which figure the study draws."""
+    if not isinstance(t, dict):
+        raise ConfigError("figure", "must be a table")
+    _no_extra(t, {"kind", "iterations"}, "figure")
+    out = {"kind": _string(t, "kind", "figure", "error_vs_time", choices=FIGURES)}
+    if out["kind"] == "runtime_vs_k":
+        out["iterations"] = _number(t, "iterations", "figure", 2000, integer=True, low=1)
+    return out
 
 
 def _resolve_problem(t: dict) -> dict:
@@ -321,6 +339,15 @@ def _scheme_fields(t: dict, where: str, defaults: dict) -> dict:
         "lr": _string(t, "lr", where, defaults["lr"], choices=schemes.LR_RULES),
         "lr_c": float(_number(t, "lr_c", where, defaults["lr_c"], strict_low=0)),
     }
+
+
+def _expand_policy(t: Any, i: int, n: int, run: dict) -> list[dict]:
+    """A [[policy]] table; a fixed policy with a list of k stands for one policy per k."""
+    if isinstance(t, dict) and t.get("kind") == "fixed" and isinstance(t.get("k"), list):
+        if not t["k"] or "label" in t:
+            raise ConfigError(f"policy[{i}].k", "a list of k needs at least one k and no label (each gets k=K)")
+        return [_resolve_policy({**t, "k": k}, i, n, run) for k in t["k"]]
+    return [_resolve_policy(t, i, n, run)]
 
 
 def _resolve_policy(t: Any, i: int, n: int, run: dict) -> dict:
@@ -530,6 +557,7 @@ def run_study(
         iterations = max(1, math.ceil(run["time_horizon"] / fastest))
     sims = []
     for g, ((spec, _), members) in enumerate(groups.items()):
+        spec = spec._replace(max_k=max(policies.largest_k(todo[c].config.policy) for c in members))
 
         def group_progress(p, g=g):
             if progress is not None:
