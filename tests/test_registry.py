@@ -82,7 +82,16 @@ def test_check_bounds_json_quick():
         assert {"name", "theory", "estimate", "ci_low", "ci_high", "holds"} <= set(c)
         assert c["ci_low"] <= c["estimate"] <= c["ci_high"]
     names = " ".join(c["name"] for c in checks)
-    for claim in ("E[X_(5:10)], pareto", "Lemma 1", "Theorem 1 policy", "Lemma 4", "Lemma 5", "Lemma 6", "Theorem 2", "p0"):
+    for claim in (
+        "E[X_(5:10)], pareto",
+        "Lemma 1",
+        "Theorem 1 policy",
+        "Lemma 4",
+        "Lemma 5",
+        "Lemma 6",
+        "Theorem 2",
+        "p0",
+    ):
         assert claim in names
     failing = [c["name"] for c in checks if not c["holds"]]
     assert not failing, failing
