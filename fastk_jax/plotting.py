@@ -15,16 +15,39 @@ from .results import Results
 COLORS = plt.get_cmap("tab10").colors
 
 
+def _error_bands(ax, xs, band, results: Results) -> None:
+    """Each configuration's mean error against its x values ``xs(c)`` on a log scale, with its 95%
+    band. A band whose lower edge is at or below zero runs to the bottom of the panel (the edge
+    is off the log axis); a configuration with no finite mean (every run diverged) is only
+    named in the legend."""
+    with np.errstate(invalid="ignore"):
+        shown = band.mean > 0
+        floor = 0.5 * np.min(band.mean[shown]) if shown.any() else 1.0
+        lows = np.where(band.mean - band.half_width > 0, band.mean - band.half_width, floor)
+    for c, label in enumerate(results.labels):
+        color = COLORS[c % len(COLORS)]
+        if not shown[c].any():
+            ax.plot([], [], color=color, lw=1.2, label=f"{label} (no finite runs)")
+            continue
+        ax.plot(xs(c), np.where(shown[c], band.mean[c], np.nan), color=color, lw=1.2, label=str(label))
+        ok = shown[c] & np.isfinite(band.half_width[c])
+        ax.fill_between(xs(c), lows[c], band.mean[c] + band.half_width[c], where=ok, color=color, alpha=0.25, lw=0)
+    if shown.any():
+        ax.set_yscale("log")
+    ax.legend(
+        fontsize=6.5,
+        frameon=False,
+        ncol=2 if len(results.labels) > 4 else 1,
+        title=f"mean of {results.seeds} seeds, 95% bands",
+        title_fontsize=6.5,
+    )
+
+
 def error_vs_time(results: Results, title: str = "") -> plt.Figure:
     """Two panels sharing the time axis (in units of the mean delay): the mean error
     F(w_t) - F* on a log scale with its 95% band, and the mean k(t) (left out when no
-    configuration changes k).
-
-    A band whose lower edge is at or below zero runs to the bottom of the panel (the edge is
-    off the log axis). A configuration with no finite mean (every run diverged) is only named
-    in the legend.
-    """
-    err, k = results.bands["error"], results.bands["k"]
+    configuration changes k)."""
+    k = results.bands["k"]
     k_varies = bool(np.any(np.nanmax(k.mean, axis=1) != np.nanmin(k.mean, axis=1)))
     if k_varies:
         fig, (ax_err, ax_k) = plt.subplots(
@@ -33,36 +56,19 @@ def error_vs_time(results: Results, title: str = "") -> plt.Figure:
     else:
         fig, ax_err = plt.subplots(figsize=(3.5, 2.9), constrained_layout=True)
         ax_k = None
-    same_unit = np.allclose(results.mean_delay, results.mean_delay[0])
-    with np.errstate(invalid="ignore"):
-        shown = err.mean > 0
-        floor = 0.5 * np.min(err.mean[shown]) if shown.any() else 1.0
-        lows = np.where(err.mean - err.half_width > 0, err.mean - err.half_width, floor)
-    for c, label in enumerate(results.labels):
-        color = COLORS[c % len(COLORS)]
-        if not shown[c].any():
-            ax_err.plot([], [], color=color, lw=1.2, label=f"{label} (no finite runs)")
-            continue
-        t = results.time_grid / results.mean_delay[c]
-        mean = np.where(shown[c], err.mean[c], np.nan)
-        ax_err.plot(t, mean, color=color, lw=1.2, label=str(label))
-        ok = shown[c] & np.isfinite(err.half_width[c])
-        ax_err.fill_between(t, lows[c], err.mean[c] + err.half_width[c], where=ok, color=color, alpha=0.25, lw=0)
-        if ax_k is not None:
-            ax_k.plot(t, k.mean[c], color=color, lw=1.2)
-    if shown.any():
-        ax_err.set_yscale("log")
+
+    def time(c):
+        return results.time_grid / results.mean_delay[c]
+
+    _error_bands(ax_err, time, results.bands["error"], results)
+    if ax_k is not None:
+        for c in range(len(results.labels)):
+            ax_k.plot(time(c), k.mean[c], color=COLORS[c % len(COLORS)], lw=1.2)
     ax_err.set_ylabel(r"$F(w_t) - F^*$")
-    ax_err.legend(
-        fontsize=6.5,
-        frameon=False,
-        ncol=2 if len(results.labels) > 4 else 1,
-        title=f"mean of {results.seeds} seeds, 95% bands",
-        title_fontsize=6.5,
-    )
     ax_err.grid(True, which="major", lw=0.3, alpha=0.5)
     if title:
         ax_err.set_title(title, fontsize=8)
+    same_unit = np.allclose(results.mean_delay, results.mean_delay[0])
     unit = "the mean delay" if same_unit else "each configuration's mean delay"
     bottom = ax_err if ax_k is None else ax_k
     bottom.set_xlabel(f"wall-clock time (units of {unit})")
@@ -86,29 +92,7 @@ def save_figure(fig: plt.Figure, prefix: Path) -> None:
 def error_vs_iterations(results: Results, title: str = "") -> plt.Figure:
     """The mean error F(w_j) - F* against the number of updates j, log scale, 95% bands."""
     fig, ax = plt.subplots(figsize=(3.5, 2.7), constrained_layout=True)
-    err = results.bands["iter_error"]
-    j = results.iteration_grid
-    with np.errstate(invalid="ignore"):
-        shown = err.mean > 0
-        floor = 0.5 * np.min(err.mean[shown]) if shown.any() else 1.0
-        lows = np.where(err.mean - err.half_width > 0, err.mean - err.half_width, floor)
-    for c, label in enumerate(results.labels):
-        color = COLORS[c % len(COLORS)]
-        if not shown[c].any():
-            ax.plot([], [], color=color, lw=1.2, label=f"{label} (no finite runs)")
-            continue
-        ax.plot(j, np.where(shown[c], err.mean[c], np.nan), color=color, lw=1.2, label=str(label))
-        ok = shown[c] & np.isfinite(err.half_width[c])
-        ax.fill_between(j, lows[c], err.mean[c] + err.half_width[c], where=ok, color=color, alpha=0.25, lw=0)
-    if shown.any():
-        ax.set_yscale("log")
-    ax.legend(
-        fontsize=6.5,
-        frameon=False,
-        ncol=2 if len(results.labels) > 4 else 1,
-        title=f"mean of {results.seeds} seeds, 95% bands",
-        title_fontsize=6.5,
-    )
+    _error_bands(ax, lambda c: results.iteration_grid, results.bands["iter_error"], results)
     if title:
         ax.set_title(title, fontsize=8)
     _style(ax, "updates j", r"$F(w_j) - F^*$")
