@@ -121,6 +121,7 @@ def run_file(
         "versions": versions(),
     }
 
+    summary["reach"] = reach_table(res, s.report)
     kind = s.figure["kind"]
     if kind == "runtime_vs_k":
         panels = runtime_panels(confs, s.figure["iterations"], s.problem["n_workers"])
@@ -168,6 +169,37 @@ def runtime_panels(confs: list[study.Configuration], iterations: int, n: int) ->
             "Lemma 5: K-batch-async": [(k, iterations * async_theory.k_batch_async_time(k, n, mean)) for k in ks],
         }
     return list(panels.values())
+
+
+def reach_table(res: results.Results, report: dict) -> list[dict]:
+    """For each error level of the study's [report] (and the reference policy's floor): each
+    configuration's time to reach it (with the band's bracket) and the communication by then;
+    with a reference, how many times sooner than the reference each configuration gets there."""
+    from . import metrics
+
+    labels = [str(label) for label in res.labels]
+    levels = [(f"{level:g}", level) for level in report["levels"]]
+    ref = labels.index(report["reference"]) if "reference" in report else None
+    if ref is not None:
+        levels.append((f"floor of {labels[ref]}", float(metrics.error_floor(res)[ref])))
+    table = []
+    for name, level in levels:
+        r = metrics.reach(res, level)
+        rows = []
+        for c, label in enumerate(labels):
+            row = {
+                "label": label,
+                "time": float(r.time[c]),
+                "time_bracket": [float(r.earliest[c]), float(r.latest[c])],
+                "downloads": float(r.downloads[c]),
+                "downloads_and_uploads": float(r.total[c]),
+            }
+            if ref is not None:
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    row["times_sooner_than_reference"] = float(np.float64(r.time[ref]) / r.time[c])
+            rows.append(row)
+        table.append({"level": name, "error": level, "configurations": rows})
+    return table
 
 
 def _runtime_table(panels: list[dict], res, iterations: int) -> list[dict]:

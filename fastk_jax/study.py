@@ -48,6 +48,7 @@ class Study:
     run: dict[str, Any]
     policies: list[dict[str, Any]]
     figure: dict[str, Any] = dataclasses.field(default_factory=lambda: {"kind": "error_vs_time"})
+    report: dict[str, Any] = dataclasses.field(default_factory=lambda: {"levels": []})
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -151,7 +152,7 @@ QUICK_SEEDS = 4  # --quick without a [quick] table
 def resolve(raw: dict, seeds: int | None = None, default_name: str = "study", quick: bool = False) -> Study:
     """Check and resolve a parsed study. ``quick`` applies the file's ``[quick]`` table, which
     overrides fields of ``[run]`` (without one, at most QUICK_SEEDS seeds); ``seeds`` overrides both."""
-    _no_extra(raw, {"name", "description", "problem", "delays", "run", "policy", "quick", "figure"}, "config")
+    _no_extra(raw, {"name", "description", "problem", "delays", "run", "policy", "quick", "figure", "report"}, "config")
     run_table = _table(raw, "run")
     if quick:
         overrides = raw.get("quick", {"seeds": QUICK_SEEDS})
@@ -181,9 +182,34 @@ def resolve(raw: dict, seeds: int | None = None, default_name: str = "study", qu
     if len(set(labels)) != len(labels):
         raise ConfigError("policy", f"labels must be distinct, got {labels}")
     figure = _resolve_figure(raw.get("figure", {}))
+    report = _resolve_report(raw.get("report", {}), labels)
+    if "reference" in report and (len(run["eta"]) > 1 or len(laws) > 1):
+        raise ConfigError("report.reference", "a reference policy needs a study with one eta and one delay law")
     return Study(
-        name=name, description=description, problem=problem, delays=laws, run=run, policies=pols, figure=figure
+        name=name,
+        description=description,
+        problem=problem,
+        delays=laws,
+        run=run,
+        policies=pols,
+        figure=figure,
+        report=report,
     )
+
+
+def _resolve_report(t: Any, labels: list[str]) -> dict:
+    """The optional [report] table: error levels whose time and communication to reach go into
+    summary.json, and a reference policy whose error floor is one more level."""
+    if not isinstance(t, dict):
+        raise ConfigError("report", "must be a table")
+    _no_extra(t, {"levels", "reference"}, "report")
+    levels = t.get("levels", [])
+    if not isinstance(levels, list) or not all(_is_number(v) and math.isfinite(v) and v > 0 for v in levels):
+        raise ConfigError("report.levels", f"must be a list of error levels > 0, got {levels!r}")
+    out: dict[str, Any] = {"levels": [float(v) for v in levels]}
+    if "reference" in t:
+        out["reference"] = _string(t, "reference", "report", choices=tuple(labels))
+    return out
 
 
 FIGURES = ("error_vs_time", "error_vs_iterations", "runtime_vs_k")

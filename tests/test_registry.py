@@ -52,6 +52,12 @@ def test_simulation_study_results_reload(tmp_path):
     assert cli.main(["study", "adaptive-fig3", "--quick", "--quiet", "--seeds", "3", "--out", str(out)]) == 0
     res = results.load(out)
     assert res.seeds == 3 and len(res.labels) == 5
+    # the [report]: time and communication to reach each level, and how much sooner than k=40
+    reach = json.loads((out / "summary.json").read_text())["reach"]
+    assert [r["level"] for r in reach] == ["1000", "10", "floor of k=40"]
+    floor = {c["label"]: c for c in reach[-1]["configurations"]}
+    assert floor["k=40"]["times_sooner_than_reference"] == 1.0
+    assert floor["k=10"]["downloads"] > 0 and floor["k=10"]["downloads_and_uploads"] > floor["k=10"]["downloads"]
 
 
 @pytest.mark.parametrize(
