@@ -33,6 +33,7 @@ class Grids(NamedTuple):
     time: Array  # (G,) wall-clock times, ascending
     iteration: Array  # (Gi,) iteration numbers, ascending
     error_limit: Array  # () an error above this means the run diverged
+    levels: Array  # (L,) error levels whose first reaching (time, communication) each run records
 
 
 class RunCurves(NamedTuple):
@@ -45,6 +46,9 @@ class RunCurves(NamedTuple):
     updates: Array  # (G,) updates completed so far, J(t)
     iter_error: Array  # (Gi,) F(w_j) - F* at each grid iteration
     staleness: Array  # (B,) staleness histogram of the gradients applied up to the horizon
+    reach_time: Array  # (L,) when the run's error first fell to each level (NaN: not by the horizon)
+    reach_downloads: Array  # (L,) gradients received by then
+    reach_fetches: Array  # (L,) model vectors sent by then (the model that reached it included)
     diverged: Array  # () bool
 
 
@@ -58,6 +62,9 @@ def init(grids: Grids, dtype, staleness_bins: int) -> RunCurves:
         updates=jnp.zeros(g, jnp.int32),
         iter_error=jnp.full(grids.iteration.shape[0], jnp.nan, dtype),
         staleness=jnp.zeros(staleness_bins, jnp.int32),
+        reach_time=jnp.full(grids.levels.shape[0], jnp.nan, dtype),
+        reach_downloads=jnp.zeros(grids.levels.shape[0], jnp.int32),
+        reach_fetches=jnp.zeros(grids.levels.shape[0], jnp.int32),
         diverged=jnp.bool_(False),
     )
 
@@ -68,6 +75,7 @@ def record(curves: RunCurves, grids: Grids, out: Out) -> RunCurves:
     at_j = grids.iteration == out.iteration
     recorded = (out.time <= grids.time[-1]) | (out.iteration <= grids.iteration[-1])
     bad = recorded & (~jnp.isfinite(out.error) | (out.error > grids.error_limit))
+    first = jnp.isnan(curves.reach_time) & (out.error <= grids.levels) & (out.time <= grids.time[-1])
     return RunCurves(
         error=jnp.where(now, out.error, curves.error),
         k=jnp.where(now, out.k, curves.k),
@@ -76,6 +84,9 @@ def record(curves: RunCurves, grids: Grids, out: Out) -> RunCurves:
         updates=jnp.where(now, out.iteration, curves.updates),
         iter_error=jnp.where(at_j, out.error, curves.iter_error),
         staleness=curves.staleness + jnp.where(out.time <= grids.time[-1], out.staleness, 0),
+        reach_time=jnp.where(first, out.time, curves.reach_time),
+        reach_downloads=jnp.where(first, out.downloads, curves.reach_downloads),
+        reach_fetches=jnp.where(first, out.fetches, curves.reach_fetches),
         diverged=curves.diverged | bad,
     )
 
@@ -135,6 +146,9 @@ class Summary(NamedTuple):
     updates: Band  # (C, G)
     iter_error: Band  # (C, Gi)
     staleness: Array  # (C, B) staleness histogram of applied gradients, pooled over the runs kept
+    reach_time: Band  # (C, L) over the runs (kept) that reached each level by the horizon
+    reach_downloads: Band  # (C, L)
+    reach_total: Band  # (C, L) downloads + model vectors sent
     diverged: Array  # (C,) runs that diverged
     final_time: Array  # (C, S) each run's clock when it stopped
     iterations: Array  # (C,) updates each run of the configuration made
@@ -154,6 +168,9 @@ def summarize(curves: RunCurves, final_time: Array, final_iteration: Array, grid
         updates=band(curves.updates, reached, axis=1),
         iter_error=band(curves.iter_error, reached_j, axis=1),
         staleness=jnp.sum(jnp.where(ok, curves.staleness, 0), axis=1),
+        reach_time=band(curves.reach_time, ok & ~jnp.isnan(curves.reach_time), axis=1),
+        reach_downloads=band(curves.reach_downloads, ok & ~jnp.isnan(curves.reach_time), axis=1),
+        reach_total=band(curves.reach_downloads + curves.reach_fetches, ok & ~jnp.isnan(curves.reach_time), axis=1),
         diverged=jnp.sum(curves.diverged, axis=1),
         final_time=final_time,
         iterations=final_iteration[:, 0],

@@ -121,6 +121,12 @@ def available_memory() -> int:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
+def reach_levels(initial_error: float) -> np.ndarray:
+    """The error levels whose first reaching every run records: five per decade, from the
+    initial error down over twelve decades."""
+    return max(initial_error, 1e-30) * np.logspace(0.0, -12.0, 61)
+
+
 class Progress(NamedTuple):
     """Passed to the progress callback after each chunk."""
 
@@ -135,6 +141,7 @@ class Simulation(NamedTuple):
 
     time_grid: np.ndarray  # (G,)
     iteration_grid: np.ndarray  # (Gi,)
+    levels: np.ndarray  # (L,) error levels of summary.reach_*
     summary: Summary  # numpy leaves, leading axis C
     iterations: int  # iterations each run made
     initial_error: float
@@ -196,6 +203,7 @@ def simulate(
         time=jnp.linspace(0.0, time_horizon, grid_points),
         iteration=jnp.unique(jnp.linspace(0, iterations, iteration_grid_points).round().astype(jnp.int32)),
         error_limit=jnp.asarray(divergence_factor * max(initial_error, 1e-30)),
+        levels=jnp.asarray(reach_levels(initial_error)),
     )
     carry = _init(configs, problem, grids, jnp.asarray(seed, jnp.uint32), spec=spec, num_seeds=seeds)
 
@@ -237,6 +245,7 @@ def simulate(
     return Simulation(
         time_grid=np.asarray(grids.time),
         iteration_grid=np.asarray(grids.iteration),
+        levels=np.asarray(grids.levels),
         summary=summary,
         iterations=done_iterations,
         initial_error=initial_error,

@@ -99,6 +99,33 @@ def error_vs_iterations(results: Results, title: str = "") -> plt.Figure:
     return fig
 
 
+def communication(results: Results, title: str = "") -> plt.Figure:
+    """The adaptive paper's Figs. 4 and 6: the communication needed to reach each error level,
+    (a) gradients downloaded and (b) downloads plus model vectors uploaded, mean over runs with
+    its 95% band. A level is shown for a configuration only if every run kept reached it (no
+    survivors' bias)."""
+    fig, axes = plt.subplots(1, 2, figsize=(7.0, 2.8), sharex=True, constrained_layout=True)
+    seeds_kept = results.seeds - results.diverged
+    for ax, name, what in zip(axes, ("reach_downloads", "reach_total"), ("(a) download", "(b) download + upload")):
+        b = results.bands[name]
+        for c, label in enumerate(results.labels):
+            everyone = results.bands["reach_time"].runs[c] == seeds_kept[c]
+            if seeds_kept[c] == 0 or not everyone.any():
+                ax.plot([], [], color=COLORS[c % len(COLORS)], lw=1.2, label=f"{label} (no level reached)")
+                continue
+            x, mean, half = results.levels[everyone], b.mean[c, everyone], np.nan_to_num(b.half_width[c, everyone])
+            ax.plot(x, mean, color=COLORS[c % len(COLORS)], lw=1.2, label=str(label))
+            lower = np.maximum(mean - half, 0.0)  # counts are >= 0
+            ax.fill_between(x, lower, mean + half, color=COLORS[c % len(COLORS)], alpha=0.25, lw=0)
+        ax.set_xscale("log")
+        ax.set_title(what, fontsize=8)
+        _style(ax, r"error level $F(w) - F^*$ reached", "vectors communicated")
+    axes[0].legend(fontsize=6.5, frameon=False, title=f"mean of {results.seeds} seeds, 95% bands", title_fontsize=6.5)
+    if title:
+        fig.suptitle(title, fontsize=8)
+    return fig
+
+
 def runtime_vs_k(results: Results, groups: list[dict], iterations: int, title: str = "") -> plt.Figure:
     """Expected runtime of ``iterations`` updates against k, one line per scheme, one panel per
     delay law: ``iterations`` x the measured mean time per update (95% band), with the theory of

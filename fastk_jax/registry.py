@@ -132,6 +132,8 @@ def run_file(
             fig = plotting.error_vs_iterations(res, title=s.name)
         elif kind == "runtime_vs_k":
             fig = plotting.runtime_vs_k(res, panels, s.figure["iterations"], title=s.name)
+        elif kind == "communication":
+            fig = plotting.communication(res, title=s.name)
         else:
             fig = plotting.error_vs_time(res, title=s.name)
         plotting.save_figure(fig, folder / "figure")

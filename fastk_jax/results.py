@@ -21,7 +21,7 @@ from .curves import Band, band
 from .engine import Simulation
 from .errors import FastkError
 
-BANDS = ("error", "k", "downloads", "fetches", "updates", "iter_error")
+BANDS = ("error", "k", "downloads", "fetches", "updates", "iter_error", "reach_time", "reach_downloads", "reach_total")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,11 +33,12 @@ class Results:
     mean_delay: np.ndarray  # (C,) E[X] of each configuration's delay law, its natural unit of time
     time_grid: np.ndarray  # (G,)
     iteration_grid: np.ndarray  # (Gi,)
-    bands: dict[str, Band]  # each field (C, G) or (C, Gi)
+    bands: dict[str, Band]  # each field (C, G), (C, Gi) or, for reach_*, (C, L)
     diverged: np.ndarray  # (C,) runs that diverged, left out of the curves
     seeds: int
     time_per_iteration: Band  # (C,) a run's clock over its updates, mean and 95% band over seeds
     staleness: np.ndarray  # (C, B) staleness histogram of the applied gradients (last bin: >= B-1)
+    levels: np.ndarray  # (L,) error levels of the reach_* bands (time, downloads, total to reach)
 
 
 def from_simulation(labels: list[str], sim: Simulation, n_workers: int, mean_delay, seeds: int) -> Results:
@@ -57,6 +58,7 @@ def from_simulation(labels: list[str], sim: Simulation, n_workers: int, mean_del
             *(np.asarray(x) for x in band(per_iteration, np.ones(per_iteration.shape, bool), axis=1))
         ),
         staleness=np.asarray(s.staleness),
+        levels=np.asarray(sim.levels),
     )
 
 
@@ -71,6 +73,7 @@ def to_arrays(r: Results) -> dict[str, np.ndarray]:
         "diverged": r.diverged,
         "seeds": np.asarray(r.seeds),
         "staleness": r.staleness,
+        "levels": r.levels,
     }
     for name, b in {**r.bands, "time_per_iteration": r.time_per_iteration}.items():
         out[f"{name}_mean"], out[f"{name}_half_width"], out[f"{name}_runs"] = b.mean, b.half_width, b.runs
@@ -155,6 +158,7 @@ def load(path: str | Path) -> Results:
             seeds=int(a["seeds"]),
             time_per_iteration=Band(*(a[f"time_per_iteration_{f}"] for f in ("mean", "half_width", "runs"))),
             staleness=a["staleness"],
+            levels=a["levels"],
         )
     except KeyError as e:
         raise FastkError(f"{path} is missing array {e.args[0]!r}: not a fastk-jax results file") from None

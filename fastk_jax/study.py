@@ -212,7 +212,7 @@ def _resolve_report(t: Any, labels: list[str]) -> dict:
     return out
 
 
-FIGURES = ("error_vs_time", "error_vs_iterations", "runtime_vs_k")
+FIGURES = ("error_vs_time", "error_vs_iterations", "runtime_vs_k", "communication")
 
 
 def _resolve_figure(t: Any) -> dict:

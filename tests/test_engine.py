@@ -68,7 +68,12 @@ def test_diverged_runs_are_counted_and_left_out():
 
 
 def test_summary_leaves_out_diverged_runs_and_unreached_points():
-    grids = curves.Grids(time=jnp.array([0.0, 1.0, 2.0]), iteration=jnp.array([0, 1]), error_limit=jnp.asarray(1e9))
+    grids = curves.Grids(
+        time=jnp.array([0.0, 1.0, 2.0]),
+        iteration=jnp.array([0, 1]),
+        error_limit=jnp.asarray(1e9),
+        levels=jnp.array([1.0]),
+    )
     err = jnp.array([[[1.0, 2.0, 3.0], [5.0, 6.0, 7.0], [jnp.nan, jnp.inf, 9.0]]])  # (C=1, S=3, G=3)
     rc = curves.RunCurves(
         error=err,
@@ -78,6 +83,9 @@ def test_summary_leaves_out_diverged_runs_and_unreached_points():
         updates=jnp.zeros((1, 3, 3), jnp.int32),
         iter_error=jnp.ones((1, 3, 2)),
         staleness=jnp.ones((1, 3, 4), jnp.int32),
+        reach_time=jnp.array([[[1.0], [jnp.nan], [2.0]]]),
+        reach_downloads=jnp.array([[[4], [0], [6]]]),
+        reach_fetches=jnp.array([[[8], [0], [9]]]),
         diverged=jnp.array([[False, False, True]]),
     )
     final_time = jnp.array([[5.0, 1.5, 5.0]])  # seed 1 stopped before t = 2
@@ -86,6 +94,9 @@ def test_summary_leaves_out_diverged_runs_and_unreached_points():
     np.testing.assert_array_equal(s.error.runs[0], [2, 2, 1])
     assert int(s.diverged[0]) == 1
     np.testing.assert_array_equal(s.staleness[0], [2, 2, 2, 2])  # pooled over the two runs kept
+    # reach: seed 1 never reached the level, seed 2 diverged: one run left
+    assert int(s.reach_time.runs[0, 0]) == 1 and float(s.reach_time.mean[0, 0]) == 1.0
+    assert float(s.reach_total.mean[0, 0]) == 12.0
 
 
 def test_t_quantile():
@@ -178,7 +189,12 @@ def test_a_run_cut_short_warns_and_leaves_unreached_points_out():
 def test_divergence_counts_only_on_the_grids():
     """An iterate past both grids (beyond the horizon and the last grid iteration) is not looked
     at, so a run's divergence does not depend on how long its sweep companions keep it going."""
-    grids = curves.Grids(time=jnp.linspace(0.0, 10.0, 5), iteration=jnp.arange(0, 20, 5), error_limit=jnp.asarray(1e6))
+    grids = curves.Grids(
+        time=jnp.linspace(0.0, 10.0, 5),
+        iteration=jnp.arange(0, 20, 5),
+        error_limit=jnp.asarray(1e6),
+        levels=jnp.array([1.0]),
+    )
     fresh = curves.init(grids, jnp.float32, staleness_bins=4)
 
     def out(time, iteration, error):

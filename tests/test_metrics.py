@@ -25,6 +25,7 @@ def _results(error_mean, half_width, downloads, fetches) -> Results:
         seeds=3,
         time_per_iteration=Band(np.ones(c), np.zeros(c), np.full(c, 3)),
         staleness=np.zeros((c, 2)),
+        levels=np.ones(1),
     )
 
 
