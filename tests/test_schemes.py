@@ -69,6 +69,7 @@ def test_engine_matches_the_reference_on_the_same_draws(scheme, gradients, lr, k
         names, sim, draws = _run(problem, spec, eta, lr_c=1e-4)
     out = sim.trajectories
     for c, name in enumerate(names):
+        reach = []  # the reference's first time at or below each level, per seed (NaN: not by the horizon)
         for s in range(SEEDS):
             d = reference_schemes.Draws(**{f: draws[f][c, s] for f in reference_schemes.Draws._fields})
             ref = reference_schemes.simulate_scheme_run(
@@ -85,6 +86,15 @@ def test_engine_matches_the_reference_on_the_same_draws(scheme, gradients, lr, k
             # problem amplifies the last bits over 60 updates to ~1e-9; a wrong rule is off by >1e-4
             np.testing.assert_allclose(out.w[c, s], ref.w, rtol=1e-8, atol=1e-8, err_msg=where)
             np.testing.assert_allclose(out.error[c, s], ref.error, rtol=1e-8, atol=1e-10, err_msg=where)
+            below = (ref.error[None, :] <= sim.levels[:, None]) & (ref.time[None, :] <= sim.time_grid[-1])
+            reach.append(np.where(below.any(axis=1), ref.time[np.argmax(below, axis=1)], np.nan))
+        # the engine records each run's first reaching of every level on the device
+        reach = np.array(reach)
+        count = (~np.isnan(reach)).sum(axis=0)
+        assert count.max() > 0  # some level beyond the initial error is reached
+        np.testing.assert_array_equal(sim.summary.reach_time.runs[c], count)
+        mean = np.where(count > 0, np.nansum(reach, axis=0) / np.maximum(count, 1), np.nan)
+        np.testing.assert_allclose(sim.summary.reach_time.mean[c], mean, rtol=1e-9)
 
 
 @pytest.mark.parametrize("scheme", ["k_sync", "k_batch_sync", "k_async", "k_batch_async"])
