@@ -25,6 +25,7 @@ class Reach(NamedTuple):
     latest: np.ndarray  # same for the band's upper edge
     downloads: np.ndarray  # mean gradients received by then
     total: np.ndarray  # mean gradients received + model vectors sent by then
+    index: np.ndarray  # the time grid index (-1: never)
 
 
 def _first(time_grid: np.ndarray, below: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -48,7 +49,7 @@ def reach(results: Results, level: float) -> Reach:
         return np.where(index >= 0, values, np.nan)
 
     downloads = at("downloads")
-    return Reach(time, earliest, latest, downloads, downloads + at("fetches"))
+    return Reach(time, earliest, latest, downloads, downloads + at("fetches"), index)
 
 
 def error_floor(results: Results, tail: float = 0.1) -> np.ndarray:
