@@ -7,8 +7,11 @@ The public API, by concept (each lives in the module of the same name):
 * data: ``data.synthetic_linear``, ``data.load_digits``, ``data.load_mnist``
 * k policies: ``policies.fixed``, ``policies.schedule``, ``policies.adaptive``
 * fastest-k SGD and the asynchronous variants: ``schemes.step``; the engine that runs them: ``engine.simulate``
-* studies from TOML files: ``study.load_study``, ``study.run_study``
-* the NumPy reference simulator: ``reference.simulate_run``
+* studies from TOML files: ``study.load_study``, ``study.run_study``; named ones: ``registry.run_file``
+* results on disk: ``results.load``; key numbers: ``metrics.reach``, ``metrics.error_floor``
+* theory: ``theory.order_stats``, ``theory.fastest_k_bounds``, ``theory.async_theory``, ``theory.constants``;
+  against the simulator: ``check_bounds.run_checks``
+* the NumPy reference simulators: ``reference.simulate_run``, ``reference_schemes.simulate_scheme_run``
 """
 
 from .delays import (
