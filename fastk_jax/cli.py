@@ -4,6 +4,7 @@
     fastk-jax study NAME [--seeds N] [--quick] [--out DIR] [--quiet]
     fastk-jax studies
     fastk-jax check-bounds [--json] [--quick] [--seed S]
+    fastk-jax bench [--json] [--quick] [--seeds S]
 
 Bad input ends in one line on stderr naming the problem, exit status 2, no traceback, and
 nothing written.
@@ -87,6 +88,22 @@ def _check_bounds(args) -> int:
     return 0
 
 
+def _bench(args) -> int:
+    from . import bench
+
+    sizes = {"seeds": 64, "iterations": 100, "reference_iterations": 100} if args.quick else {"seeds": args.seeds}
+    if not args.quick and not 1 <= args.seeds <= 1_000_000:
+        from .errors import ConfigError
+
+        raise ConfigError("--seeds", f"must be from 1 to 1000000, got {args.seeds}")
+    report = bench.run(**sizes)
+    if args.json:
+        print(json.dumps(report))
+    else:
+        print(bench.format_report(report))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = _Parser(prog="fastk-jax", description="Monte Carlo studies of distributed SGD with stragglers.")
     parser.add_argument("--version", action="version", version=f"fastk-jax {__version__}")
@@ -107,6 +124,11 @@ def main(argv: list[str] | None = None) -> int:
     check.add_argument("--quick", action="store_true", help="fewer samples (seconds, not minutes)")
     check.add_argument("--seed", type=int, default=0, help="Monte Carlo seed (default 0)")
     check.set_defaults(handler=_check_bounds)
+    bench = sub.add_parser("bench", help="the engine against the NumPy reference on the Fig. 3 workload")
+    bench.add_argument("--json", action="store_true", help="print one JSON object")
+    bench.add_argument("--quick", action="store_true", help="a small run (seconds)")
+    bench.add_argument("--seeds", type=int, default=1024, help="engine seeds per policy (default 1024)")
+    bench.set_defaults(handler=_bench)
     args = parser.parse_args(argv)
     try:
         return args.handler(args)

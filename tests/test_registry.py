@@ -129,3 +129,19 @@ def test_bound_optimal_policy_in_a_study_follows_theorem1(tmp_path):
     np.testing.assert_allclose(schedule["at"], fastest_k_bounds.switching_times(bc, mu), rtol=1e-6)
     assert schedule["ks"] == [2, 3, 4, 5] and schedule["by"] == "time"
     assert "schedule" not in summary["configurations"][0]
+
+
+def test_bench_quick_json_reports_both_rates_and_their_ratio():
+    proc = run_cli("bench", "--quick", "--json")
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    keys = (
+        "engine_seed_iters_per_s",
+        "reference_seed_iters_per_s",
+        "speedup_vs_reference",
+        "useful_gflops",
+        "matmul_gflops",
+    )
+    assert all(report[k] > 0 for k in keys)
+    ratio = report["engine_seed_iters_per_s"] / report["reference_seed_iters_per_s"]
+    assert report["speedup_vs_reference"] == pytest.approx(ratio)
