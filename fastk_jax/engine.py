@@ -30,7 +30,7 @@ from . import curves, policies, schemes
 from .curves import Grids, RunCurves, Summary
 from .errors import ConfigError
 from .problems import Problem, full_loss
-from .spec import RunSpec, SimConfig, sample_delays, seed_key
+from .spec import RunSpec, SimConfig, seed_key
 from .theory.order_stats import order_statistic_moments
 
 Array = jax.Array
@@ -280,17 +280,9 @@ def concatenate(sims: list[Simulation], order: list[int]) -> Simulation:
 
 
 def delay_samples(configs: SimConfig, n: int, seeds: int, iterations: int, seed: int = 0) -> np.ndarray:
-    """The delays the engine draws, shape (C, S, iterations, n): for tests and references.
-
-    Iteration j of seed s uses fold_in(fold_in(key(seed), s), j), as in ``schemes.step``.
-    """
-
-    def one(config, s):
-        key = seed_key(jnp.asarray(seed, jnp.uint32), s)
-        return jax.vmap(lambda j: sample_delays(config, jax.random.fold_in(key, j), n))(jnp.arange(iterations))
-
-    over = jax.vmap(jax.vmap(one, in_axes=(None, 0)), in_axes=(0, None))
-    return np.asarray(over(configs, jnp.arange(seeds)))
+    """The delays fastest-k SGD (scheme k_sync) draws, shape (C, S, iterations, n): for tests and
+    references. Iteration j of seed s uses fold_in(fold_in(key(seed), s), j) (``scheme_draws``)."""
+    return scheme_draws(configs, RunSpec(n=n), 1, seeds, iterations, seed)["delays"][..., 0]
 
 
 def scheme_draws(configs: SimConfig, spec: RunSpec, num_rows: int, seeds: int, iterations: int, seed: int = 0) -> dict:

@@ -251,16 +251,23 @@ def _run(
 
         times[j], ks[j], errors[j], downloads[j], ws[j] = t, k, error, received, w
 
-        if momentum is None:
-            w = w - eta * grad
-        else:
-            velocity = grad + momentum * velocity
-            w = w - eta * (grad + momentum * velocity if nesterov else velocity)
+        w, velocity = sgd_step(w, velocity, grad, eta, momentum, nesterov)
         if pol.adaptive:
             pol.observe(grad)
         t += delays[j, order[k - 1]]  # X_(k:n)
         received += k
     return Trajectory(time=times, k=ks, error=errors, downloads=downloads, w=ws)
+
+
+def sgd_step(
+    w: np.ndarray, velocity: np.ndarray, grad: np.ndarray, eta: float, momentum: float | None, nesterov: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """w <- w - eta g (plain SGD), or heavy-ball momentum as ``optax.trace``: v <- g + beta v,
+    w <- w - eta v (Nesterov: w <- w - eta (g + beta v)). Returns (w, v)."""
+    if momentum is None:
+        return w - eta * grad, velocity
+    velocity = grad + momentum * velocity
+    return w - eta * (grad + momentum * velocity if nesterov else velocity), velocity
 
 
 def switch_iterations(traj: Trajectory) -> np.ndarray:

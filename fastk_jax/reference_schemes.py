@@ -56,7 +56,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
-from .reference import _Linear, _Logistic, _numpy_problem, _Policy, draw_delays
+from .reference import _Linear, _Logistic, _numpy_problem, _Policy, draw_delays, sgd_step
 
 if TYPE_CHECKING:
     from .policies import KPolicy
@@ -356,11 +356,7 @@ def _run(prob, policy, eta, scheme, draws, gradients, lr, lr_c, momentum, nester
 
         # 4. the update, exactly as reference.py
         w_old = w
-        if momentum is None:
-            w = w - eta * grad
-        else:
-            velocity = grad + momentum * velocity
-            w = w - eta * (grad + momentum * velocity if nesterov else velocity)
+        w, velocity = sgd_step(w, velocity, grad, eta, momentum, nesterov)
         if pol.adaptive:
             pol.observe(grad)
 

@@ -50,7 +50,6 @@ def find(name: str) -> Path:
 
 def versions() -> dict[str, str]:
     import jax
-    import numpy as np
     import optax
 
     return {"fastk_jax": __version__, "jax": jax.__version__, "optax": optax.__version__, "numpy": np.__version__}

@@ -62,7 +62,7 @@ TIME_RANGE = (1e-30, 1e30)  # times are float32 on the device
 MAX_DATA_ENTRIES = 500_000_000  # synthetic data is generated in float64 on the host
 
 
-def _number(
+def number(
     table: dict,
     key: str,
     where: str,
@@ -222,19 +222,19 @@ def _resolve_figure(t: Any) -> dict:
     _no_extra(t, {"kind", "iterations"}, "figure")
     out = {"kind": _string(t, "kind", "figure", "error_vs_time", choices=FIGURES)}
     if out["kind"] == "runtime_vs_k":
-        out["iterations"] = _number(t, "iterations", "figure", 2000, integer=True, low=1)
+        out["iterations"] = number(t, "iterations", "figure", 2000, integer=True, low=1)
     return out
 
 
 def _resolve_problem(t: dict) -> dict:
     where = "problem"
     kind = _string(t, "kind", where, choices=("linear", "logistic"))
-    out: dict[str, Any] = {"kind": kind, "n_workers": _number(t, "n_workers", where, integer=True, low=1)}
-    out["data_seed"] = _number(t, "data_seed", where, 0, integer=True, low=0, high=2**32 - 1)
+    out: dict[str, Any] = {"kind": kind, "n_workers": number(t, "n_workers", where, integer=True, low=1)}
+    out["data_seed"] = number(t, "data_seed", where, 0, integer=True, low=0, high=2**32 - 1)
     if kind == "linear":
         _no_extra(t, {"kind", "n_workers", "data_seed", "m", "d"}, where)
-        out["m"] = _number(t, "m", where, integer=True, low=1)
-        out["d"] = _number(t, "d", where, integer=True, low=1)
+        out["m"] = number(t, "m", where, integer=True, low=1)
+        out["d"] = number(t, "d", where, integer=True, low=1)
         if out["m"] * out["d"] > MAX_DATA_ENTRIES:
             raise ConfigError(f"{where}.m", f"m x d = {out['m'] * out['d']:.3g} exceeds {MAX_DATA_ENTRIES:.0e} entries")
     else:
@@ -248,8 +248,8 @@ def _resolve_problem(t: dict) -> dict:
         if classes is not None and (not integers or len(classes) < 2):
             raise ConfigError(f"{where}.classes", f"must be a list of at least two integer labels, got {classes!r}")
         out["classes"] = classes
-        out["m"] = _number(t, "m", where, None, integer=True, low=1)
-        out["reg"] = _number(t, "reg", where, 0.01, strict_low=0)
+        out["m"] = number(t, "m", where, None, integer=True, low=1)
+        out["reg"] = number(t, "reg", where, 0.01, strict_low=0)
     return out
 
 
@@ -280,7 +280,7 @@ def _resolve_law(t: dict, n: int) -> dict:
     if "shift_per_row" in t:  # work-dependent delays (App. E of the async paper): shift + b * shift_per_row
         if law != "shifted_exponential":
             raise ConfigError("delays.shift_per_row", "only a shifted_exponential law has a work-dependent shift")
-        shift_per_row = float(_number(t, "shift_per_row", "delays", low=0))
+        shift_per_row = float(number(t, "shift_per_row", "delays", low=0))
     lists = law == "hyperexponential"  # its probs and rates are lists, every other parameter a number
     for key, value in params.items():
         ok = isinstance(value, list) and value and all(map(_is_number, value)) if lists else _is_number(value)
@@ -337,16 +337,16 @@ def _resolve_run(t: dict, seeds: int | None) -> dict:
     out = {
         "eta": [float(e) for e in etas],
         "optimizer": _string(t, "optimizer", where, "sgd", choices=OPTIMIZERS),
-        "momentum": float(_number(t, "momentum", where, 0.9, low=0)),
-        "time_horizon": float(_number(t, "time_horizon", where, strict_low=0)),
-        "iterations": _number(t, "iterations", where, None, integer=True, low=1),
-        "seeds": seeds if seeds is not None else _number(t, "seeds", where, 100, integer=True, low=1),
-        "seed": _number(t, "seed", where, 0, integer=True, low=0, high=2**32 - 1),
-        "grid_points": _number(t, "grid_points", where, 200, integer=True, low=2),
-        "chunk": _number(t, "chunk", where, 500, integer=True, low=1),
-        "divergence_factor": float(_number(t, "divergence_factor", where, 1e6, strict_low=1)),
+        "momentum": float(number(t, "momentum", where, 0.9, low=0)),
+        "time_horizon": float(number(t, "time_horizon", where, strict_low=0)),
+        "iterations": number(t, "iterations", where, None, integer=True, low=1),
+        "seeds": seeds if seeds is not None else number(t, "seeds", where, 100, integer=True, low=1),
+        "seed": number(t, "seed", where, 0, integer=True, low=0, high=2**32 - 1),
+        "grid_points": number(t, "grid_points", where, 200, integer=True, low=2),
+        "chunk": number(t, "chunk", where, 500, integer=True, low=1),
+        "divergence_factor": float(number(t, "divergence_factor", where, 1e6, strict_low=1)),
         **_scheme_fields(t, where, SCHEME_DEFAULTS),
-        "staleness_bins": _number(t, "staleness_bins", where, 32, integer=True, low=2, high=4096),
+        "staleness_bins": number(t, "staleness_bins", where, 32, integer=True, low=2, high=4096),
     }
     if out["momentum"] >= 1:
         raise ConfigError("run.momentum", f"must be < 1, got {out['momentum']}")
@@ -361,9 +361,9 @@ def _scheme_fields(t: dict, where: str, defaults: dict) -> dict:
     return {
         "scheme": _string(t, "scheme", where, defaults["scheme"], choices=tuple(schemes.SCHEMES)),
         "gradients": _string(t, "gradients", where, defaults["gradients"], choices=schemes.GRADIENTS),
-        "batch_size": _number(t, "batch_size", where, defaults["batch_size"], integer=True, low=1),
+        "batch_size": number(t, "batch_size", where, defaults["batch_size"], integer=True, low=1),
         "lr": _string(t, "lr", where, defaults["lr"], choices=schemes.LR_RULES),
-        "lr_c": float(_number(t, "lr_c", where, defaults["lr_c"], strict_low=0)),
+        "lr_c": float(number(t, "lr_c", where, defaults["lr_c"], strict_low=0)),
     }
 
 
@@ -399,7 +399,7 @@ def _resolve_kind(t: dict, i: int, n: int, where: str) -> dict:
         return out
     if kind == "fixed":
         _no_extra(t, {"kind", "label", "k"}, where)
-        out = {"kind": kind, "k": _number(t, "k", where, integer=True)}
+        out = {"kind": kind, "k": number(t, "k", where, integer=True)}
         default_label = f"k={out['k']}"
     elif kind == "schedule":
         _no_extra(t, {"kind", "label", "k0", "at", "ks", "by"}, where)
@@ -410,7 +410,7 @@ def _resolve_kind(t: dict, i: int, n: int, where: str) -> dict:
             raise ConfigError(f"{where}.ks", f"must be a list of integers, got {ks!r}")
         out = {
             "kind": kind,
-            "k0": _number(t, "k0", where, integer=True),
+            "k0": number(t, "k0", where, integer=True),
             "at": [float(a) for a in at],
             "ks": ks,
             "by": _string(t, "by", where, "time", choices=("time", "iterations")),
@@ -420,12 +420,12 @@ def _resolve_kind(t: dict, i: int, n: int, where: str) -> dict:
         _no_extra(t, {"kind", "label", "k_min", "k_max", "thresh", "burnin", "step", "factor"}, where)
         out = {
             "kind": kind,
-            "k_min": _number(t, "k_min", where, integer=True),
-            "k_max": _number(t, "k_max", where, n, integer=True),
-            "thresh": _number(t, "thresh", where, integer=True, low=0),
-            "burnin": _number(t, "burnin", where, integer=True, low=0),
-            "step": _number(t, "step", where, 0 if "factor" in t else 1, integer=True, low=0),
-            "factor": _number(t, "factor", where, 1, integer=True, low=1),
+            "k_min": number(t, "k_min", where, integer=True),
+            "k_max": number(t, "k_max", where, n, integer=True),
+            "thresh": number(t, "thresh", where, integer=True, low=0),
+            "burnin": number(t, "burnin", where, integer=True, low=0),
+            "step": number(t, "step", where, 0 if "factor" in t else 1, integer=True, low=0),
+            "factor": number(t, "factor", where, 1, integer=True, low=1),
         }
         default_label = f"adaptive {out['k_min']}->{out['k_max']}"
     out["label"] = _string(t, "label", where, default_label)

@@ -5,14 +5,13 @@ key numbers and a function that draws the figure; ``registry`` writes them like 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
 
-from . import delays, plotting
+from . import delays, plotting, study
 from .errors import ConfigError
 from .theory import async_theory, fastest_k_bounds
 from .theory.order_stats import order_statistic_moments
@@ -25,17 +24,11 @@ class TheoryOutput(NamedTuple):
 
 
 def _float(params: dict, key: str) -> float:
-    value = params.get(key)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ConfigError(f"theory.{key}", f"must be a finite number, got {value!r}")
-    return float(value)
+    return float(study.number(params, key, "theory"))
 
 
 def _int(params: dict, key: str, low: int = 1) -> int:
-    value = params.get(key)
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ConfigError(f"theory.{key}", f"must be an integer >= {low}, got {value!r}")
-    return value
+    return study.number(params, key, "theory", integer=True, low=low)
 
 
 def _bound_constants(params: dict) -> fastest_k_bounds.BoundConstants:
