@@ -28,24 +28,39 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _progress_printer(quiet: bool):
+    """Progress of a long run on stderr, after each chunk of iterations: a bar redrawn in place
+    on a terminal, a line per 10% otherwise (logs, CI), with the elapsed time and an estimate
+    of the time left (the work is chunks of one compiled program, so the rate is steady once
+    the first chunk, which compiles, is done)."""
     if quiet:
         return None
     tty = sys.stderr.isatty()
     last = {"printed": -1.0}
 
     def show(p) -> None:
-        step = 0.0 if tty else 0.1  # without a terminal, a line every 10%
+        step = 0.0 if tty else 0.1
         if p.fraction < 1.0 and p.fraction - last["printed"] < step:
             return
         last["printed"] = p.fraction
-        left = "" if p.remaining_s != p.remaining_s else f", about {p.remaining_s:.0f} s left"
-        line = f"  {100 * p.fraction:5.1f}%  {p.iterations} iterations, {p.elapsed_s:.0f} s{left}"
-        sys.stderr.write(("\r" + line.ljust(70)) if tty else line + "\n")
+        filled = round(24 * p.fraction)
+        bar = "#" * filled + "-" * (24 - filled)
+        left = "" if p.remaining_s != p.remaining_s or p.fraction >= 1.0 else f", ~{_duration(p.remaining_s)} left"
+        line = f"  [{bar}] {100 * p.fraction:5.1f}%  {_duration(p.elapsed_s)} elapsed{left}"
+        sys.stderr.write(("\r" + line.ljust(72)) if tty else line + "\n")
         if tty and p.fraction >= 1.0:
             sys.stderr.write("\n")
         sys.stderr.flush()
 
     return show
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(0, round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
 
 
 def _say(quiet: bool):

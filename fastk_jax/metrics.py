@@ -59,3 +59,20 @@ def error_floor(results: Results, tail: float = 0.1) -> np.ndarray:
     start = int(np.floor((1 - tail) * err.shape[1]))
     with np.errstate(invalid="ignore"):
         return np.nanmean(err[:, start:], axis=1)
+
+
+class AtTime(NamedTuple):
+    """Per configuration (C,): the mean error and its 95% half-width at a time."""
+
+    time: float  # the grid time read: the last at or before the time asked for
+    mean: np.ndarray
+    half_width: np.ndarray
+
+
+def at_time(results: Results, t: float) -> AtTime:
+    """Each configuration's mean error at the last time grid point at or before ``t``."""
+    index = int(np.searchsorted(results.time_grid, t, side="right")) - 1
+    if index < 0:
+        raise ValueError(f"t={t} is before the time grid")
+    err = results.bands["error"]
+    return AtTime(float(results.time_grid[index]), err.mean[:, index], err.half_width[:, index])

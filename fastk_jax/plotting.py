@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import re
 from pathlib import Path
 
 import matplotlib
@@ -13,6 +15,46 @@ import numpy as np
 from .results import Results
 
 COLORS = plt.get_cmap("tab10").colors
+SCHEME_COLORS = {"k_sync": COLORS[0], "k_batch_sync": COLORS[2], "k_async": COLORS[3], "k_batch_async": COLORS[4]}
+SCHEME_LINES = {"k_sync": "-", "k_batch_sync": "-.", "k_async": "--", "k_batch_async": ":"}
+_FIXED_K = re.compile(r"^k=(\d+)(?:$|,)")
+
+
+def k_color(k: int):
+    """The color of fixed k in every figure: golden-ratio steps along a darkened 'turbo' map,
+    so that nearby k (10, 20, 30, 40 or 1, 2, 3) get well separated colors."""
+    frac = (k * 0.6180339887) % 1.0
+    r, g, b, _ = plt.get_cmap("turbo")(0.05 + 0.9 * frac)
+    return (0.8 * r, 0.8 * g, 0.8 * b)
+
+
+def label_styles(labels) -> list[dict]:
+    """A color and line style per configuration label, the same in every figure: a fixed k
+    (label "k=K...") takes ``k_color(K)``, Algorithm 1 ("adaptive ...") black, Theorem 1's
+    schedule ("bound-optimal ...") gray; a scheme named in the label sets the line style. Two
+    configurations of one figure that would look alike (several step sizes of one k) fall back
+    to colors by position."""
+    styles = []
+    for label in map(str, labels):
+        m = _FIXED_K.match(label)
+        scheme = next((s for s in sorted(SCHEME_LINES, key=len, reverse=True) if s in label), "k_sync")
+        if m:
+            color = k_color(int(m.group(1)))
+        elif label.startswith("adaptive"):
+            color = (0.0, 0.0, 0.0)
+        elif label.startswith("bound-optimal"):
+            color = (0.5, 0.5, 0.5)
+        else:
+            color = None
+        styles.append({"color": color, "ls": SCHEME_LINES[scheme]})
+    seen = [(s["color"], s["ls"]) for s in styles if s["color"] is not None]
+    if len(set(seen)) < len(seen):  # lookalikes: position colors for all
+        return [{"color": COLORS[c % len(COLORS)], "ls": s["ls"]} for c, s in enumerate(styles)]
+    others = iter(c for c in COLORS if c not in {COLORS[3]})
+    return [
+        s if s["color"] is not None else {**s, "color": next(others, COLORS[c % len(COLORS)])}
+        for c, s in enumerate(styles)
+    ]
 
 
 def _error_bands(ax, xs, band, results: Results) -> None:
@@ -24,12 +66,13 @@ def _error_bands(ax, xs, band, results: Results) -> None:
         shown = band.mean > 0
         floor = 0.5 * np.min(band.mean[shown]) if shown.any() else 1.0
         lows = np.where(band.mean - band.half_width > 0, band.mean - band.half_width, floor)
+    styles = label_styles(results.labels)
     for c, label in enumerate(results.labels):
-        color = COLORS[c % len(COLORS)]
+        color = styles[c]["color"]
         if not shown[c].any():
             ax.plot([], [], color=color, lw=1.2, label=f"{label} (no finite runs)")
             continue
-        ax.plot(xs(c), np.where(shown[c], band.mean[c], np.nan), color=color, lw=1.2, label=str(label))
+        ax.plot(xs(c), np.where(shown[c], band.mean[c], np.nan), lw=1.2, label=str(label), **styles[c])
         ok = shown[c] & np.isfinite(band.half_width[c])
         ax.fill_between(xs(c), lows[c], band.mean[c] + band.half_width[c], where=ok, color=color, alpha=0.25, lw=0)
     if shown.any():
@@ -62,8 +105,8 @@ def error_vs_time(results: Results, title: str = "") -> plt.Figure:
 
     _error_bands(ax_err, time, results.bands["error"], results)
     if ax_k is not None:
-        for c in range(len(results.labels)):
-            ax_k.plot(time(c), k.mean[c], color=COLORS[c % len(COLORS)], lw=1.2)
+        for c, style in enumerate(label_styles(results.labels)):
+            ax_k.plot(time(c), k.mean[c], lw=1.2, **style)
     ax_err.set_ylabel(r"$F(w_t) - F^*$")
     ax_err.grid(True, which="major", lw=0.3, alpha=0.5)
     if title:
@@ -117,8 +160,9 @@ def communication(results: Results, title: str = "") -> plt.Figure:
         (("downloads",), ("downloads", "fetches")),
         ("(a) download", "(b) download + upload"),
     ):
+        styles = label_styles(results.labels)
         for c, label in enumerate(results.labels):
-            color = COLORS[c % len(COLORS)]
+            color = styles[c]["color"]
             hit = np.array([r.index[c] >= 0 for r in reached])
             if not hit.any():
                 ax.plot([], [], color=color, lw=1.2, label=f"{label} (no level reached)")
@@ -128,7 +172,7 @@ def communication(results: Results, title: str = "") -> plt.Figure:
             # the band of a sum of two counts: half-widths added, an upper bound on the sum's
             half = sum(np.nan_to_num(results.bands[n].half_width[rows[c], index]) for n in band_names)
             x = results.levels[hit]
-            ax.plot(x, mean, color=color, lw=1.2, label=str(label))
+            ax.plot(x, mean, lw=1.2, label=str(label), **styles[c])
             ax.fill_between(x, np.maximum(mean - half, 0.0), mean + half, color=color, alpha=0.25, lw=0)
         ax.set_xscale("log")
         ax.set_title(what, fontsize=8)
@@ -157,7 +201,7 @@ def runtime_vs_k(results: Results, groups: list[dict], iterations: int, title: s
                 ks,
                 mean,
                 yerr=half,
-                color=COLORS[i % len(COLORS)],
+                color=SCHEME_COLORS.get(scheme, COLORS[i % len(COLORS)]),
                 lw=1.2,
                 marker="o",
                 ms=2.5,
@@ -188,7 +232,7 @@ def example1_bounds(ex: dict) -> plt.Figure:
     """Adaptive paper Fig. 1: Lemma 1's bound for each fixed k and along Theorem 1's schedule."""
     fig, ax = plt.subplots(figsize=(3.5, 2.7), constrained_layout=True)
     for k, bound in enumerate(ex["bounds"], start=1):
-        ax.plot(ex["t"], bound, color=COLORS[(k - 1) % len(COLORS)], lw=1.1, label=f"k={k}")
+        ax.plot(ex["t"], bound, color=k_color(k), lw=1.1, label=f"k={k}")
     ax.plot(ex["t"], ex["adaptive_bound"], color="black", lw=1.2, ls="--", label="adaptive (Theorem 1)")
     ax.set_yscale("log")
     ax.legend(fontsize=6.5, frameon=False, ncol=2)
@@ -232,4 +276,133 @@ def tradeoff(times: np.ndarray, curves, floors: dict, mean_delay: float) -> plt.
     ax.set_yscale("log")
     ax.legend(fontsize=6.5, frameon=False)
     _style(ax, "wall-clock time (units of the mean delay)", r"bound on $F(w) - F^*$")
+    return fig
+
+
+# ---------------------------------------------------------------- sweeps
+
+SWEEP_METRICS = {
+    "time_to_eps": "time to reach eps",
+    "error_at_deadline": r"$F(w) - F^*$ at the deadline",
+    "final_error": r"$F(w) - F^*$ at the horizon",
+    "downloads_to_eps": "gradients downloaded to reach eps",
+    "communication_to_eps": "downloads + uploads to reach eps",
+    "diverged": "diverged runs",
+    "time_per_iteration": "time per update",
+}
+
+
+def _numeric(values: np.ndarray) -> bool:
+    return values.dtype.kind in "iuf"
+
+
+def _log_worthy(values: np.ndarray) -> bool:
+    """Positive numbers spanning more than a factor of 20: drawn on a log scale."""
+    v = values[np.isfinite(values)] if _numeric(values) else np.zeros(0)
+    return v.size > 1 and bool(np.all(v > 0)) and v.max() / v.min() > 20
+
+
+def sweep_figure(
+    columns: dict[str, np.ndarray], axes: list[str], plot: dict, eps: float, deadline: float, title: str = ""
+) -> plt.Figure:
+    """A metric of a sweep's table against one axis (a line per configuration label and value
+    of the other axes) or two axes (a heat map per label). Empty cells / gaps: eps not reached
+    (or every run diverged); an x marks a cell with diverged runs."""
+    metric, x = plot["metric"], plot["x"]
+    name = SWEEP_METRICS[metric].replace("eps", f"eps={eps:g}").replace("deadline", f"deadline t={deadline:g}")
+    labels = list(dict.fromkeys(columns["label"].tolist()))
+    values = np.asarray(columns[metric], np.float64)
+    if "y" in plot:
+        return _sweep_heat_maps(columns, plot, labels, values, name, title)
+    others = [a for a in axes if a != x]
+    series: dict[tuple, list[int]] = {}
+    for r in range(len(values)):
+        key = (columns["label"][r], *(columns[a][r] for a in others))
+        series.setdefault(key, []).append(r)
+    fig, ax = plt.subplots(figsize=(3.5, 2.7), constrained_layout=True)
+    xs_all = columns[x]
+    numeric_x = _numeric(xs_all)
+    categories = list(dict.fromkeys(xs_all.tolist()))
+    styles = label_styles([key[0] for key in series])
+    if len(series) > len(labels):  # several lines per label: position colors
+        styles = [{"color": COLORS[i % len(COLORS)], "ls": s["ls"]} for i, s in enumerate(styles)]
+    for (key, rows), style in zip(series.items(), styles):
+        rows = sorted(rows, key=lambda r: xs_all[r] if numeric_x else categories.index(xs_all[r]))
+        xv = xs_all[rows] if numeric_x else [categories.index(v) for v in xs_all[rows]]
+        text = ", ".join([str(key[0])] + [f"{a}={v}" for a, v in zip(others, key[1:])])
+        ax.plot(xv, values[rows], marker="o", ms=2.5, lw=1.2, label=text, **style)
+        bad = [i for i, r in enumerate(rows) if columns["diverged"][r] > 0]
+        if bad:
+            ax.plot(np.asarray(xv)[bad], values[rows][bad], "x", color="red", ms=5)
+    if numeric_x and _log_worthy(xs_all.astype(np.float64)):
+        ax.set_xscale("log")
+    if not numeric_x:
+        ax.set_xticks(range(len(categories)), [str(c) for c in categories])
+    if _log_worthy(values):
+        ax.set_yscale("log")
+    ax.legend(fontsize=6, frameon=False)
+    _style(ax, x, name)
+    if title:
+        ax.set_title(title, fontsize=8)
+    return fig
+
+
+def _sweep_heat_maps(columns, plot, labels, values, name, title) -> plt.Figure:
+    from matplotlib.colors import LogNorm, Normalize
+
+    x, y = plot["x"], plot["y"]
+    xs, ys = list(dict.fromkeys(columns[x].tolist())), list(dict.fromkeys(columns[y].tolist()))
+    if _numeric(columns[x]):
+        xs.sort()
+    if _numeric(columns[y]):
+        ys.sort()
+    ncols = min(len(labels), 3)
+    nrows = math.ceil(len(labels) / ncols)
+    fig, axes = plt.subplots(
+        nrows, ncols, figsize=(2.6 * ncols + 0.6, 2.3 * nrows), constrained_layout=True, squeeze=False
+    )
+    finite = values[np.isfinite(values)]
+    norm = Normalize()
+    if _log_worthy(values):
+        norm = LogNorm(finite.min(), finite.max())
+    elif finite.size:
+        norm = Normalize(finite.min(), finite.max())
+    image = None
+    for ax, label in zip(axes.flat, labels):
+        grid = np.full((len(ys), len(xs)), np.nan)
+        diverged = np.zeros_like(grid, bool)
+        for r in np.flatnonzero(columns["label"] == label):
+            # with more than two axes, a cell shows the best value over the others
+            i, j = ys.index(columns[y][r].item()), xs.index(columns[x][r].item())
+            if np.isnan(grid[i, j]) or values[r] < grid[i, j]:
+                grid[i, j] = values[r]
+            diverged[i, j] |= columns["diverged"][r] > 0
+        image = ax.imshow(grid, origin="lower", aspect="auto", cmap="viridis", norm=norm)
+        ax.set_facecolor((0.85, 0.85, 0.85))
+        if grid.size <= 64:
+            for i in range(len(ys)):
+                for j in range(len(xs)):
+                    text = "-" if np.isnan(grid[i, j]) else f"{grid[i, j]:.3g}"
+                    ax.text(
+                        j,
+                        i,
+                        text + (" x" if diverged[i, j] else ""),
+                        ha="center",
+                        va="center",
+                        fontsize=5.5,
+                        color="white" if np.isfinite(grid[i, j]) else "black",
+                    )
+        ax.set_xticks(range(len(xs)), [f"{v:g}" if isinstance(v, float) else str(v) for v in xs])
+        ax.set_yticks(range(len(ys)), [f"{v:g}" if isinstance(v, float) else str(v) for v in ys])
+        ax.set_title(str(label), fontsize=8)
+        _style(ax, x, y)
+        ax.grid(False)
+    for ax in list(axes.flat)[len(labels) :]:
+        ax.set_visible(False)
+    if image is not None:
+        bar = fig.colorbar(image, ax=axes, shrink=0.9)
+        bar.set_label(f"{name} (-: not reached)", fontsize=7)
+        bar.ax.tick_params(labelsize=6)
+    if title:
+        fig.suptitle(title, fontsize=8)
     return fig

@@ -70,6 +70,10 @@ def run_file(
     raw = study.read_toml(path)
     if "theory" in raw:
         return _run_theory(raw, Path(path).stem, out, quick, say)
+    if "sweep" in raw:
+        from . import sweep
+
+        return sweep.run_file(raw, Path(path).stem, out, seeds, quick, progress, say)
     s = study.resolve(raw, seeds=seeds, default_name=Path(path).stem, quick=quick)
     out = Path(out) if out else Path("results") / s.name
     results.check_writable(out)

@@ -568,22 +568,38 @@ def run_study(
     progress: Callable[[engine.Progress], None] | None = None,
     prepared: Prepared | None = None,
 ) -> tuple[list[str], engine.Simulation]:
-    """Run every configuration of a study: those of one static setting (scheme, gradients,
-    batch size, learning-rate rule) and one kind of delay law in one compiled, vmapped call,
-    the groups in turn, on common grids."""
+    """Run every configuration of a study (``run_configurations``)."""
     prepared = prepared or prepare(study)
-    run = study.run
-    todo = prepared.configurations
+    return prepared.labels, run_configurations(prepared.problem, prepared.configurations, study.run, progress)
+
+
+def iterations_needed(confs: list[Configuration], run: dict) -> int:
+    """The iterations of the common iteration grid: ``run.iterations``, or as many as the
+    fastest configuration needs to reach the time horizon."""
+    if run["iterations"] is not None:
+        return run["iterations"]
+    fastest = min(engine.mean_iteration_time(c.config, c.spec, int(c.config.policy.k0)) for c in confs)
+    return max(1, math.ceil(run["time_horizon"] / fastest))
+
+
+def run_configurations(
+    problem: problems.Problem,
+    confs: list[Configuration],
+    run: dict,
+    progress: Callable[[engine.Progress], None] | None = None,
+    iterations: int | None = None,
+) -> engine.Simulation:
+    """Run configurations of one problem and one resolved [run] table: those of one static
+    setting (scheme, gradients, batch size, learning-rate rule) and one kind of delay law in
+    one compiled, vmapped call, the groups in turn, on common grids (``iterations``: the
+    iteration grid's length, default ``iterations_needed``). Row c of the result is ``confs[c]``."""
     groups: dict[tuple, list[int]] = {}  # configurations that share a compiled program
-    for c, conf in enumerate(todo):
+    for c, conf in enumerate(confs):
         groups.setdefault((conf.spec, type(conf.config.delay)), []).append(c)
-    iterations = run["iterations"]
-    if iterations is None:  # one iteration grid for all groups: as many as the fastest needs
-        fastest = min(engine.mean_iteration_time(c.config, c.spec, int(c.config.policy.k0)) for c in todo)
-        iterations = max(1, math.ceil(run["time_horizon"] / fastest))
+    iterations = iterations or iterations_needed(confs, run)
     sims = []
     for g, ((spec, _), members) in enumerate(groups.items()):
-        spec = spec._replace(max_k=max(policies.largest_k(todo[c].config.policy) for c in members))
+        spec = spec._replace(max_k=max(policies.largest_k(confs[c].config.policy) for c in members))
 
         def group_progress(p, g=g):
             if progress is not None:
@@ -591,8 +607,8 @@ def run_study(
 
         sims.append(
             engine.simulate(
-                prepared.problem,
-                stack_configs([todo[c].config for c in members]),
+                problem,
+                stack_configs([confs[c].config for c in members]),
                 seeds=run["seeds"],
                 time_horizon=run["time_horizon"],
                 spec=spec,
@@ -605,4 +621,4 @@ def run_study(
         )
     stacked = [c for members in groups.values() for c in members]
     order = np.argsort(stacked)  # row of each configuration in the stacked groups
-    return prepared.labels, engine.concatenate(sims, order.tolist())
+    return engine.concatenate(sims, order.tolist())

@@ -1,0 +1,505 @@
+"""Sweeps: a study file with a ``[sweep]`` table runs the study at every point of a grid.
+
+::
+
+    [sweep]
+    eps = 10.0          # error level: time and communication to reach it
+    deadline = 4000.0   # time at which the error is read
+    [sweep.axes]        # field path = values; the grid is their product, in this order
+    "policy[0].thresh" = [2, 5, 10, 20, 40]
+    "policy[0].burnin" = [50, 200, 800]
+    [sweep.plot]        # optional: a metric against one axis (lines) or two (heat map)
+    metric = "time_to_eps"
+    x = "policy[0].thresh"
+    y = "policy[0].burnin"
+    [sweep.quick]       # optional: what --quick changes (eps, deadline, axes)
+
+A field path names a study field: ``problem.n_workers``, ``delays.rate`` (``delays[i].rate``
+for one of several ``[[delays]]``), ``run.eta``, ``run.batch_size``, ``policy[i].k`` or
+``policy.thresh`` (every policy). Each grid point is the base study with those fields set,
+resolved and checked like any study. Fields that fix the grids (``run.time_horizon``,
+``run.seeds``, ...) cannot be swept: every row shares them.
+
+How it runs: the configurations of all points that share a problem (same data, same n) form
+one batch, and ``study.run_configurations`` runs a batch's configurations of one compiled
+shape in one vmapped call; batches run in turn. A configuration that several points share
+(a fixed-k reference beside a swept adaptive policy) runs once. The iteration grid is common
+to all batches.
+
+Output: ``sweep.csv``, a tidy table with a row per grid point and configuration (the axis
+values, the label, time to reach eps with its band bracket, error at the deadline and at the
+horizon with 95% half-widths, communication to eps, diverged runs); ``results.npz`` with the
+same columns and each row's curves; ``summary.json``; the figure.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import io
+import itertools
+import json
+import math
+import re
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from . import engine, metrics, results, study
+from .errors import ConfigError, FastkError
+
+FIXED_RUN_FIELDS = (
+    "time_horizon",
+    "iterations",
+    "seeds",
+    "seed",
+    "grid_points",
+    "chunk",
+    "divergence_factor",
+    "staleness_bins",
+)
+COLUMNS = (
+    "time_to_eps",
+    "time_to_eps_low",
+    "time_to_eps_high",
+    "error_at_deadline",
+    "error_at_deadline_half_width",
+    "final_error",
+    "final_error_half_width",
+    "downloads_to_eps",
+    "communication_to_eps",
+    "diverged",
+    "time_per_iteration",
+    "mean_delay",
+)
+METRICS = (  # what a sweep figure can show (plotting.SWEEP_METRICS names them)
+    "time_to_eps",
+    "error_at_deadline",
+    "final_error",
+    "downloads_to_eps",
+    "communication_to_eps",
+    "diverged",
+    "time_per_iteration",
+)
+_PATH = re.compile(r"^(problem|delays|run|policy)(?:\[(\d+)\])?\.([A-Za-z_][A-Za-z0-9_]*)$")
+
+
+class Axis(NamedTuple):
+    path: str  # as written, e.g. "policy[0].thresh"
+    values: list
+
+
+class Sweep(NamedTuple):
+    """A resolved sweep: the base study's raw tables, the axes and what to read off each row."""
+
+    name: str
+    description: str
+    base: dict  # the study tables, without [sweep]
+    axes: list[Axis]
+    eps: float
+    deadline: float
+    plot: dict
+    quick: bool
+    seeds: int | None
+
+
+def _scalar(v: Any) -> bool:
+    return isinstance(v, (int, float, str, bool))
+
+
+def _check_path(path: str, raw: dict) -> None:
+    m = _PATH.match(path)
+    if not m:
+        raise ConfigError(
+            f"sweep.axes.{path}",
+            "must name a field as section.field or section[i].field (problem, delays, run, policy)",
+        )
+    section, index, field = m.group(1), m.group(2), m.group(3)
+    if section == "run" and field in FIXED_RUN_FIELDS:
+        raise ConfigError(f"sweep.axes.{path}", f"run.{field} fixes the grids every row shares and cannot be swept")
+    if section == "problem" and index is not None:
+        raise ConfigError(f"sweep.axes.{path}", "[problem] is one table: write problem.FIELD")
+    entries = raw.get(section)
+    if index is not None and (not isinstance(entries, list) or int(index) >= len(entries)):
+        count = len(entries) if isinstance(entries, list) else 0
+        raise ConfigError(f"sweep.axes.{path}", f"the study has {count} [[{section}]] tables")
+
+
+def _set(raw: dict, path: str, value: Any) -> None:
+    """Set the field ``path`` of a parsed study (a copy) to ``value``."""
+    section, index, field = _PATH.match(path).groups()
+    entries = raw.setdefault(section, {})
+    if isinstance(entries, list):
+        targets = entries if index is None else [entries[int(index)]]
+    else:
+        targets = [entries]
+    for t in targets:
+        if isinstance(t, dict):
+            t[field] = value
+
+
+def _number(table: dict, key: str, where: str, quick: dict) -> float:
+    source = quick if key in quick else table
+    return float(study.number(source, key, where, strict_low=0))
+
+
+def resolve(raw: dict, quick: bool = False, seeds: int | None = None, default_name: str = "sweep") -> Sweep:
+    """Check a parsed sweep file (the study part is checked point by point in ``points``)."""
+    t = raw.get("sweep")
+    if not isinstance(t, dict):
+        raise ConfigError("sweep", "must be a table")
+    study._no_extra(t, {"eps", "deadline", "axes", "plot", "quick"}, "sweep")
+    q = t.get("quick", {})
+    if not isinstance(q, dict):
+        raise ConfigError("sweep.quick", "must be a table of eps, deadline and axes")
+    study._no_extra(q, {"eps", "deadline", "axes"}, "sweep.quick")
+    q = q if quick else {}
+    base = {k: v for k, v in raw.items() if k != "sweep"}
+    axes_table = q.get("axes", t.get("axes"))
+    if not isinstance(axes_table, dict) or not axes_table:
+        raise ConfigError("sweep.axes", "needs at least one field = [values]")
+    axes = []
+    for path, values in axes_table.items():
+        _check_path(path, base)
+        if not isinstance(values, list) or not values or not all(map(_scalar, values)):
+            raise ConfigError(f"sweep.axes.{path}", f"must be a non-empty list of numbers or strings, got {values!r}")
+        if len(set(map(repr, values))) != len(values):
+            raise ConfigError(f"sweep.axes.{path}", f"values must be distinct, got {values}")
+        axes.append(Axis(path, list(values)))
+    if len({a.path for a in axes}) != len(axes):
+        raise ConfigError("sweep.axes", "an axis appears twice")
+    plot = _resolve_plot(t.get("plot", {}), axes)
+    return Sweep(
+        name=study._string(raw, "name", "config", default_name),
+        description=study._string(raw, "description", "config", ""),
+        base=base,
+        axes=axes,
+        eps=_number(t, "eps", "sweep", q),
+        deadline=_number(t, "deadline", "sweep", q),
+        plot=plot,
+        quick=quick,
+        seeds=seeds,
+    )
+
+
+def _resolve_plot(t: Any, axes: list[Axis]) -> dict:
+    if not isinstance(t, dict):
+        raise ConfigError("sweep.plot", "must be a table")
+    study._no_extra(t, {"metric", "x", "y"}, "sweep.plot")
+    paths = tuple(a.path for a in axes)
+    out = {
+        "metric": study._string(t, "metric", "sweep.plot", "time_to_eps", choices=METRICS),
+        "x": study._string(t, "x", "sweep.plot", paths[0], choices=paths),
+    }
+    if "y" in t:
+        out["y"] = study._string(t, "y", "sweep.plot", choices=paths)
+        if out["y"] == out["x"]:
+            raise ConfigError("sweep.plot.y", "must differ from sweep.plot.x")
+    return out
+
+
+class Point(NamedTuple):
+    values: dict[str, Any]  # axis path -> value
+    study: study.Study
+
+
+def points(sweep: Sweep) -> list[Point]:
+    """Every grid point's study, resolved and checked; a bad point names its values."""
+    out = []
+    for combo in itertools.product(*(a.values for a in sweep.axes)):
+        values = dict(zip((a.path for a in sweep.axes), combo))
+        raw = copy.deepcopy(sweep.base)
+        for path, value in values.items():
+            _set(raw, path, value)
+        try:
+            s = study.resolve(raw, seeds=sweep.seeds, default_name=sweep.name, quick=sweep.quick)
+        except ConfigError as e:
+            where = ", ".join(f"{p}={v!r}" for p, v in values.items())
+            raise ConfigError(e.field, f"at sweep point {where}: {str(e).split(': ', 1)[1]}") from None
+        out.append(Point(values, s))
+    first = out[0].study.run
+    for p in out:
+        if p.study.run["time_horizon"] < sweep.deadline:
+            raise ConfigError(
+                "sweep.deadline", f"{sweep.deadline:g} is after run.time_horizon={first['time_horizon']:g}"
+            )
+        if any(p.study.run[f] != first[f] for f in FIXED_RUN_FIELDS):
+            raise ConfigError("sweep.axes", "the points do not share run.time_horizon, seeds and grids")
+    return out
+
+
+def _key(conf: study.Configuration, s: study.Study) -> str:
+    """What determines a configuration's runs: equal keys run once."""
+    run = {k: v for k, v in s.run.items() if k != "eta"}
+    policy = {k: v for k, v in conf.policy.items() if k != "label"}
+    delays = {k: v for k, v in conf.delays.items() if k != "label"}
+    eta = float(np.asarray(conf.config.eta))
+    return json.dumps([s.problem, delays, run, policy, eta], sort_keys=True)
+
+
+class Row(NamedTuple):
+    values: dict[str, Any]
+    label: str
+    unique: int  # index of the configuration that produced it
+
+
+def run_sweep(
+    sweep: Sweep,
+    progress: Callable[[engine.Progress], None] | None = None,
+    say: Callable[[str], None] = lambda msg: None,
+) -> tuple[list[Row], results.Results, dict]:
+    """Run every distinct configuration of every point; return the rows, the distinct
+    configurations' results (on one time grid) and timings."""
+    pts = points(sweep)
+    problems: dict[str, Any] = {}  # problem table (JSON) -> built problem
+    unique: dict[str, int] = {}
+    confs: list[study.Configuration] = []
+    batch_of: list[str] = []
+    rows = []
+    for p in pts:
+        pkey = json.dumps(p.study.problem, sort_keys=True)
+        if pkey not in problems:
+            problems[pkey] = study.build_problem(p.study.problem)
+        problem = problems[pkey]
+        study.check_step_size(p.study, problem)
+        for conf in study.configurations(p.study, problem):
+            key = _key(conf, p.study)
+            if key not in unique:
+                unique[key] = len(confs)
+                confs.append(conf)
+                batch_of.append(pkey)
+            rows.append(Row(p.values, conf.label, unique[key]))
+    run = pts[0].study.run
+    iterations = study.iterations_needed(confs, run)
+    batches = list(dict.fromkeys(batch_of))
+    say(
+        f"fastk-jax: {sweep.name}: {len(pts)} grid points, {len(confs)} distinct configurations x {run['seeds']} seeds "
+        f"in {len(batches)} batch{'es' if len(batches) > 1 else ''}"
+    )
+    parts, order, compile_s = [], [], 0.0
+    for b, pkey in enumerate(batches):
+        members = [c for c, k in enumerate(batch_of) if k == pkey]
+
+        def batch_progress(pr, b=b):
+            if progress is not None:
+                progress(pr._replace(fraction=(b + pr.fraction) / len(batches)))
+
+        sim = study.run_configurations(problems[pkey], [confs[c] for c in members], run, batch_progress, iterations)
+        compile_s += sim.compile_s
+        n = json.loads(pkey)["n_workers"]
+        parts.append(
+            results.from_simulation(
+                [confs[c].label for c in members],
+                sim,
+                n,
+                [confs[c].delays["mean"] for c in members],
+                run["seeds"],
+            )
+        )
+        order += members
+    res = _stack(parts, np.argsort(order))
+    return rows, res, {"iterations": iterations, "compile_s": compile_s, "batches": len(batches), "points": len(pts)}
+
+
+def _stack(parts: list[results.Results], index: np.ndarray) -> results.Results:
+    """Results of batches on one time grid as one, rows in ``index`` order. Error levels
+    (``reach_*``) depend on each problem's initial error, so they are kept only when equal."""
+    first = parts[0]
+
+    def cat(*xs):
+        return np.concatenate(xs, axis=0)[index]
+
+    same_levels = all(np.array_equal(p.levels, first.levels) for p in parts)
+    bands = {
+        name: type(b)(*(cat(*(getattr(p.bands[name], f) for p in parts)) for f in b._fields))
+        for name, b in first.bands.items()
+        if same_levels or not name.startswith("reach_")
+    }
+    tpi = first.time_per_iteration
+    return results.Results(
+        labels=cat(*(p.labels for p in parts)),
+        n_workers=first.n_workers,
+        mean_delay=cat(*(p.mean_delay for p in parts)),
+        time_grid=first.time_grid,
+        iteration_grid=first.iteration_grid,
+        bands=bands,
+        diverged=cat(*(p.diverged for p in parts)),
+        seeds=first.seeds,
+        time_per_iteration=type(tpi)(*(cat(*(getattr(p.time_per_iteration, f) for p in parts)) for f in tpi._fields)),
+        staleness=cat(*(p.staleness for p in parts)),
+        levels=first.levels if same_levels else np.zeros(0),
+    )
+
+
+def table(sweep: Sweep, rows: list[Row], res: results.Results) -> dict[str, np.ndarray]:
+    """The tidy table: a column per axis, ``label``, then ``COLUMNS``; a row per grid point and
+    configuration. Times are on the simulated clock (``mean_delay`` gives each row's unit)."""
+    r = metrics.reach(res, sweep.eps)
+    at = metrics.at_time(res, sweep.deadline)
+    err = res.bands["error"]
+    per_conf = {
+        "time_to_eps": r.time,
+        "time_to_eps_low": r.earliest,
+        "time_to_eps_high": r.latest,
+        "error_at_deadline": at.mean,
+        "error_at_deadline_half_width": at.half_width,
+        "final_error": err.mean[:, -1],
+        "final_error_half_width": err.half_width[:, -1],
+        "downloads_to_eps": r.downloads,
+        "communication_to_eps": r.total,
+        "diverged": res.diverged,
+        "time_per_iteration": res.time_per_iteration.mean,
+        "mean_delay": res.mean_delay,
+    }
+    index = np.array([row.unique for row in rows])
+    out: dict[str, np.ndarray] = {}
+    for axis in sweep.axes:
+        out[axis.path] = np.array([row.values[axis.path] for row in rows])
+    out["label"] = np.array([row.label for row in rows], dtype=str)
+    for name in COLUMNS:
+        out[name] = np.asarray(per_conf[name])[index]
+    return out
+
+
+def to_csv(columns: dict[str, np.ndarray]) -> str:
+    """CSV text of a table: numbers to 8 significant digits, NaN (never reached) as empty."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(columns)
+    for values in zip(*columns.values()):
+        writer.writerow(_cell(v) for v in values)
+    return buf.getvalue()
+
+
+def _cell(v: Any) -> str:
+    if isinstance(v, (bool, np.bool_)):
+        return str(bool(v)).lower()
+    if isinstance(v, (int, np.integer)):
+        return str(int(v))
+    if isinstance(v, (float, np.floating)):
+        return "" if not math.isfinite(v) else format(float(v), ".8g")
+    return str(v)
+
+
+def run_file(
+    raw: dict,
+    default_name: str,
+    out: str | Path | None,
+    seeds: int | None,
+    quick: bool,
+    progress=None,
+    say: Callable[[str], None] = lambda msg: None,
+) -> Path:
+    """Run a parsed sweep file and write sweep.csv, results.npz, config.json, summary.json and the figure."""
+    from . import plotting, registry
+
+    sweep = resolve(raw, quick=quick, seeds=seeds, default_name=default_name)
+    out = Path(out) if out else Path("results") / sweep.name
+    results.check_writable(out)
+    started = time.perf_counter()
+    rows, res, timing = run_sweep(sweep, progress, say)
+    wall = time.perf_counter() - started
+    columns = table(sweep, rows, res)
+    for row_label, count in zip(res.labels, res.diverged):
+        if count:
+            print(
+                f"fastk-jax: warning: {row_label}: {count} of {res.seeds} runs diverged; left out of the curves",
+                file=sys.stderr,
+            )
+    diverged_rows = int(np.count_nonzero(columns["diverged"]))
+    arrays = {f"table/{k}": v for k, v in columns.items()}
+    arrays |= {
+        "row_configuration": np.array([row.unique for row in rows]),
+        "time_grid": res.time_grid,
+        "labels": res.labels,
+        "mean_delay": res.mean_delay,
+        "diverged": res.diverged,
+        "seeds": np.asarray(res.seeds),
+    }
+    for name in ("error", "k", "downloads", "fetches"):
+        b = res.bands[name]
+        arrays[f"{name}_mean"], arrays[f"{name}_half_width"], arrays[f"{name}_runs"] = b.mean, b.half_width, b.runs
+    # labels that the axes change (a fixed reference beside a swept policy is one configuration)
+    varying = [lab for lab in dict.fromkeys(columns["label"].tolist()) if len(_configurations_of(rows, lab)) > 1]
+    shown = np.isin(columns["label"], varying) if varying and "y" in sweep.plot else np.ones(len(rows), bool)
+
+    summary = {
+        "name": sweep.name,
+        "quick": quick,
+        "eps": sweep.eps,
+        "deadline": sweep.deadline,
+        "axes": {a.path: a.values for a in sweep.axes},
+        "rows": len(rows),
+        "rows_with_diverged_runs": diverged_rows,
+        "seeds": int(res.seeds),
+        "wall_s": round(wall, 3),
+        **{k: round(v, 3) if isinstance(v, float) else v for k, v in timing.items()},
+        "best": best_rows(columns, sweep, varying),
+        "versions": registry.versions(),
+    }
+    config = {"sweep": {**raw["sweep"]}, "base": sweep.base}
+
+    def write_csv(folder: Path) -> None:
+        (folder / "sweep.csv").write_text(to_csv(columns))
+
+    def figure(folder: Path) -> None:
+        plotting.save_figure(
+            plotting.sweep_figure(
+                {k: v[shown] for k, v in columns.items()},
+                [a.path for a in sweep.axes],
+                sweep.plot,
+                sweep.eps,
+                sweep.deadline,
+                sweep.name,
+            ),
+            folder / "figure",
+        )
+
+    results.save(out, arrays, config, summary, figures=[write_csv, figure])
+    say(f"fastk-jax: wrote {out}/ ({wall:.1f} s, {timing['compile_s']:.1f} s compiling): {len(rows)} rows in sweep.csv")
+    return out
+
+
+def _configurations_of(rows: list[Row], label: str) -> set[int]:
+    return {row.unique for row in rows if row.label == label}
+
+
+def best_rows(columns: dict[str, np.ndarray], sweep: Sweep, labels: list[str]) -> dict[str, dict]:
+    """Per configuration label the axes change, the grid point with the smallest time to eps
+    and the one with the smallest error at the deadline (rows with diverged runs excluded)."""
+    out = {}
+    ok = columns["diverged"] == 0
+    for label in labels:
+        mine = (columns["label"] == label) & ok
+        entry = {}
+        for metric in ("time_to_eps", "error_at_deadline"):
+            values = np.where(mine & np.isfinite(columns[metric]), columns[metric], np.inf)
+            if np.isfinite(values).any():
+                i = int(np.argmin(values))
+                entry[metric] = {"value": float(values[i]), **{a.path: _json(columns[a.path][i]) for a in sweep.axes}}
+        out[label] = entry
+    return out
+
+
+def _json(v: Any) -> Any:
+    return v.item() if isinstance(v, np.generic) else v
+
+
+def load_table(path: str | Path) -> dict[str, np.ndarray]:
+    """A sweep's table back from its folder (or its results.npz): column name -> values."""
+    path = Path(path)
+    path = path / "results.npz" if path.is_dir() else path
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            columns = {k[len("table/") :]: f[k] for k in f.files if k.startswith("table/")}
+    except FileNotFoundError:
+        raise FastkError(f"no results at {path}") from None
+    except (OSError, ValueError, EOFError) as e:
+        raise FastkError(f"{path} is not a readable results file: {e}") from None
+    if not columns:
+        raise FastkError(f"{path} holds no sweep table (is it a study's results?)")
+    return columns
