@@ -10,6 +10,7 @@ within the horizon.
 
 from __future__ import annotations
 
+import warnings
 from typing import NamedTuple
 
 import numpy as np
@@ -76,3 +77,58 @@ def at_time(results: Results, t: float) -> AtTime:
         raise ValueError(f"t={t} is before the time grid")
     err = results.bands["error"]
     return AtTime(float(results.time_grid[index]), err.mean[:, index], err.half_width[:, index])
+
+
+class Envelope(NamedTuple):
+    """The lower envelope of the fixed-k curves: at each grid time, the best fixed k in hindsight."""
+
+    error: np.ndarray  # (G,) min over the fixed-k configurations of their mean error
+    best: np.ndarray  # (G,) the configuration (row of results) attaining it, -1 where none is finite
+    members: np.ndarray  # the rows of results that form the envelope
+
+
+def envelope(results: Results, members) -> Envelope:
+    """The pointwise minimum of the mean error curves of the configurations ``members`` (rows).
+    It is read off noisy means, so it sits a little below the best fixed k's true curve (the
+    minimum of estimates is biased low): regrets measured against it are on the high side."""
+    members = np.asarray(members)
+    err = results.bands["error"].mean[members]
+    finite = np.isfinite(err)
+    best_local = np.argmin(np.where(finite, err, np.inf), axis=0)
+    any_finite = finite.any(axis=0)
+    error = np.where(any_finite, np.take_along_axis(err, best_local[None], axis=0)[0], np.nan)
+    return Envelope(error, np.where(any_finite, members[best_local], -1), members)
+
+
+class Regret(NamedTuple):
+    """How far a configuration's mean error curve stays above the envelope (per configuration)."""
+
+    max_ratio: np.ndarray  # max over grid times t > 0 of error(t) / envelope(t)
+    mean_log10_ratio: np.ndarray  # time average over t > 0 of log10(error(t) / envelope(t))
+    final_ratio: np.ndarray  # at the horizon
+    time_ratio: np.ndarray  # (C, levels): time to reach a level / the envelope's time (NaN: not reached)
+
+
+def regret(results: Results, env: Envelope, levels) -> Regret:
+    """Each configuration's regret over the envelope: in error (ratio of the mean curves over
+    time) and in time (time to reach each of ``levels`` against the envelope's, which is the
+    soonest time any fixed k reaches it)."""
+    err = results.bands["error"].mean
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = err[:, 1:] / env.error[1:]
+        log_ratio = np.log10(ratio)
+        times = []
+        for level in levels:
+            r = reach(results, level)
+            soonest = np.nanmin(r.time[env.members]) if np.isfinite(r.time[env.members]).any() else np.nan
+            times.append(r.time / soonest)
+    with warnings.catch_warnings():  # a configuration with no finite point gets NaN
+        warnings.simplefilter("ignore", RuntimeWarning)
+        max_ratio = np.nanmax(np.where(np.isfinite(ratio), ratio, np.nan), axis=1)
+        mean_log10 = np.nanmean(np.where(np.isfinite(log_ratio), log_ratio, np.nan), axis=1)
+    return Regret(
+        max_ratio=max_ratio,
+        mean_log10_ratio=mean_log10,
+        final_ratio=ratio[:, -1],
+        time_ratio=np.stack(times, axis=1) if times else np.zeros((err.shape[0], 0)),
+    )

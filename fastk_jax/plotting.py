@@ -31,7 +31,7 @@ def k_color(k: int):
 def label_styles(labels) -> list[dict]:
     """A color and line style per configuration label, the same in every figure: a fixed k
     (label "k=K...") takes ``k_color(K)``, Algorithm 1 ("adaptive ...") black, Theorem 1's
-    schedule ("bound-optimal ...") gray; a scheme named in the label sets the line style. Two
+    schedule ("bound-optimal ...") magenta; a scheme named in the label sets the line style. Two
     configurations of one figure that would look alike (several step sizes of one k) fall back
     to colors by position."""
     styles = []
@@ -43,7 +43,7 @@ def label_styles(labels) -> list[dict]:
         elif label.startswith("adaptive"):
             color = (0.0, 0.0, 0.0)
         elif label.startswith("bound-optimal"):
-            color = (0.5, 0.5, 0.5)
+            color = (0.8, 0.0, 0.6)
         else:
             color = None
         styles.append({"color": color, "ls": SCHEME_LINES[scheme]})
@@ -405,4 +405,49 @@ def _sweep_heat_maps(columns, plot, labels, values, name, title) -> plt.Figure:
         bar.ax.tick_params(labelsize=6)
     if title:
         fig.suptitle(title, fontsize=8)
+    return fig
+
+
+def envelope(results: Results, env, title: str = "") -> plt.Figure:
+    """The fixed-k curves (thin), their lower envelope (the best fixed k in hindsight, thick
+    gray) and the other policies (with 95% bands); below, each other policy's error over the
+    envelope, and the best fixed k in hindsight against the policies' mean k. ``env`` is
+    ``metrics.envelope``."""
+    fig, (ax_err, ax_ratio, ax_k) = plt.subplots(
+        3, 1, figsize=(4.8, 4.6), sharex=True, gridspec_kw={"height_ratios": [3, 1.4, 1.2]}, layout="constrained"
+    )
+    t = results.time_grid / results.mean_delay[0]
+    styles = label_styles(results.labels)
+    members = set(env.members.tolist())
+    err = results.bands["error"]
+    ax_err.plot(t, env.error, color=(0.6, 0.6, 0.6), lw=4, alpha=0.6, label="envelope (best fixed k)", zorder=1)
+    for c, label in enumerate(results.labels):
+        if c in members:
+            ax_err.plot(t, err.mean[c], lw=0.7, alpha=0.8, label=str(label), **styles[c])
+            continue
+        with np.errstate(invalid="ignore"):
+            low = np.where(err.mean[c] - err.half_width[c] > 0, err.mean[c] - err.half_width[c], np.nan)
+        ax_err.plot(t, err.mean[c], lw=1.4, label=str(label), zorder=3, **styles[c])
+        ax_err.fill_between(t, low, err.mean[c] + err.half_width[c], color=styles[c]["color"], alpha=0.2, lw=0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ax_ratio.plot(t[1:], err.mean[c, 1:] / env.error[1:], lw=1.2, **styles[c])
+        ax_k.plot(t, results.bands["k"].mean[c], lw=1.2, **styles[c])
+    best_k = np.where(env.best >= 0, results.bands["k"].mean[np.maximum(env.best, 0), 0], np.nan)
+    ax_k.step(t, best_k, where="post", color=(0.6, 0.6, 0.6), lw=2.5, alpha=0.7, zorder=1)
+    ax_ratio.axhline(1.0, color=(0.6, 0.6, 0.6), lw=2.5, alpha=0.7, zorder=1)
+    ax_err.set_yscale("log")
+    ax_ratio.set_yscale("log")
+    fig.legend(
+        *ax_err.get_legend_handles_labels(),
+        loc="outside right upper",
+        fontsize=6,
+        frameon=False,
+        title=f"mean of {results.seeds} seeds",
+        title_fontsize=6,
+    )
+    _style(ax_err, "", r"$F(w_t) - F^*$")
+    _style(ax_ratio, "", "error / envelope")
+    _style(ax_k, "wall-clock time (units of the mean delay)", "k (gray: best\nfixed k)")
+    if title:
+        ax_err.set_title(title, fontsize=8)
     return fig

@@ -126,6 +126,11 @@ def run_file(
 
     summary["reach"] = reach_table(res, s.report)
     kind = s.figure["kind"]
+    if kind == "envelope":
+        from . import metrics
+
+        env = metrics.envelope(res, [c for c, conf in enumerate(confs) if conf.policy["kind"] == "fixed"])
+        summary["envelope"] = envelope_table(res, env, s.report["levels"])
     if kind == "runtime_vs_k":
         panels = runtime_panels(confs, s.figure["iterations"], s.problem["n_workers"])
         summary["runtime_vs_k"] = _runtime_table(panels, res, s.figure["iterations"])
@@ -137,6 +142,8 @@ def run_file(
             fig = plotting.runtime_vs_k(res, panels, s.figure["iterations"], title=s.name)
         elif kind == "communication":
             fig = plotting.communication(res, title=s.name)
+        elif kind == "envelope":
+            fig = plotting.envelope(res, env, title=s.name)
         else:
             fig = plotting.error_vs_time(res, title=s.name)
         plotting.save_figure(fig, folder / "figure")
@@ -205,6 +212,36 @@ def reach_table(res: results.Results, report: dict) -> list[dict]:
             rows.append(row)
         table.append({"level": name, "error": level, "configurations": rows})
     return table
+
+
+def envelope_table(res: results.Results, env, levels: list[float]) -> dict:
+    """For the envelope figure: the best fixed k in hindsight at 21 times, and
+    each other policy's regret over the envelope (``metrics.regret``)."""
+    from . import metrics
+
+    k = res.bands["k"].mean[:, 0]
+    samples = np.unique(np.linspace(0, len(res.time_grid) - 1, 21).round().astype(int))
+    reg = metrics.regret(res, env, levels)
+    members = set(env.members.tolist())
+    return {
+        "fixed_k": [str(res.labels[c]) for c in env.members],
+        "best_fixed_k": [  # at 21 times; between them it may flip where curves are close
+            {"time": float(res.time_grid[i]), "k": int(k[env.best[i]]), "error": float(env.error[i])}
+            for i in samples
+            if env.best[i] >= 0
+        ],
+        "regret": [
+            {
+                "label": str(label),
+                "max_error_ratio": float(reg.max_ratio[c]),
+                "mean_log10_error_ratio": float(reg.mean_log10_ratio[c]),
+                "final_error_ratio": float(reg.final_ratio[c]),
+                "time_ratio_to_reach": {f"{level:g}": float(reg.time_ratio[c, i]) for i, level in enumerate(levels)},
+            }
+            for c, label in enumerate(res.labels)
+            if c not in members
+        ],
+    }
 
 
 def _runtime_table(panels: list[dict], res, iterations: int) -> list[dict]:

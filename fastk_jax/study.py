@@ -81,18 +81,29 @@ def number(
     value = table[key]
     ok = isinstance(value, int) if integer else isinstance(value, (int, float))
     if isinstance(value, bool) or not ok:
-        raise ConfigError(f"{where}.{key}", f"must be {'an integer' if integer else 'a number'}, got {value!r}")
-    if not math.isfinite(value):
+        raise ConfigError(f"{where}.{key}", f"must be {'an integer' if integer else 'a number'}, got {_show(value)}")
+    if isinstance(value, float) and not math.isfinite(value):
         raise ConfigError(f"{where}.{key}", f"must be finite, got {value!r}")
     if low is not None and value < low:
-        raise ConfigError(f"{where}.{key}", f"must be >= {low}, got {value!r}")
+        raise ConfigError(f"{where}.{key}", f"must be >= {low}, got {_show(value)}")
     if strict_low is not None and value <= strict_low:
-        raise ConfigError(f"{where}.{key}", f"must be > {strict_low}, got {value!r}")
+        raise ConfigError(f"{where}.{key}", f"must be > {strict_low}, got {_show(value)}")
     if high is None and integer:
         high = INT_MAX
     if high is not None and value > high:
-        raise ConfigError(f"{where}.{key}", f"must be <= {high}, got {value!r}")
+        raise ConfigError(f"{where}.{key}", f"must be <= {high}, got {_show(value)}")
+    if not _is_number(value):  # TOML integers are unbounded
+        raise ConfigError(f"{where}.{key}", f"is too large for a float, got {_show(value)}")
     return value
+
+
+def _show(value: Any) -> str:
+    """``repr(value)``, shortened for a message (TOML integers may have thousands of digits)."""
+    try:
+        text = repr(value)
+    except ValueError:  # an integer beyond Python's int-to-text limit
+        return "an integer with too many digits to print"
+    return text if len(text) <= 60 else f"{text[:40]}... ({len(text)} characters)"
 
 
 def _string(table: dict, key: str, where: str, default: Any = ..., choices=None) -> str:
@@ -137,7 +148,7 @@ def read_toml(path: str | Path) -> dict:
         raise ConfigError("config", f"{path} is empty")
     try:
         return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
+    except ValueError as e:  # TOMLDecodeError, or an integer too long for Python's int()
         raise ConfigError("config", f"{path} is not valid TOML: {str(e).splitlines()[0]}") from None
 
 
@@ -173,7 +184,13 @@ def resolve(raw: dict, seeds: int | None = None, default_name: str = "study", qu
             raise ConfigError("delays", f"labels must be distinct, got {names}")
     else:
         laws = [_resolve_delays(_table(raw, "delays"), n)]
-    run = _resolve_run(run_table, seeds)
+    try:
+        run = _resolve_run(run_table, seeds)
+    except ConfigError as e:  # name the [quick] table when the field came from it
+        key = e.field.partition(".")[2]
+        if not quick or not e.field.startswith("run.") or key not in overrides:
+            raise
+        raise ConfigError(f"quick.{key}", e.problem) from None
     entries = raw.get("policy")
     if not isinstance(entries, list) or not entries:
         raise ConfigError("policy", "at least one [[policy]] table is needed")
@@ -183,8 +200,20 @@ def resolve(raw: dict, seeds: int | None = None, default_name: str = "study", qu
         raise ConfigError("policy", f"labels must be distinct, got {labels}")
     figure = _resolve_figure(raw.get("figure", {}))
     report = _resolve_report(raw.get("report", {}), labels)
+    if figure["kind"] == "envelope" and (
+        sum(p["kind"] == "fixed" for p in pols) < 2
+        or all(p["kind"] == "fixed" for p in pols)
+        or len(run["eta"]) > 1
+        or len(laws) > 1
+    ):
+        raise ConfigError(
+            "figure.kind", "an envelope needs one eta, one delay law, two or more fixed-k policies and another policy"
+        )
     if "reference" in report and (len(run["eta"]) > 1 or len(laws) > 1):
         raise ConfigError("report.reference", "a reference policy needs a study with one eta and one delay law")
+    if figure["kind"] == "runtime_vs_k" and not any(p["kind"] == "fixed" for p in pols):
+        raise ConfigError("figure.kind", "runtime_vs_k draws the fixed-k policies; the study has none")
+    _check_work_shift(laws, pols, isinstance(tables, list))
     return Study(
         name=name,
         description=description,
@@ -197,6 +226,21 @@ def resolve(raw: dict, seeds: int | None = None, default_name: str = "study", qu
     )
 
 
+def _check_work_shift(laws: list[dict], pols: list[dict], several: bool) -> None:
+    """A work-dependent shift (``shift_per_row``) grows the mean delay with the mini-batch: it
+    must stay where float32 clocks resolve it, for the largest mini-batch of the study."""
+    batch = max(p["batch_size"] for p in pols)
+    for i, d in enumerate(laws):
+        if "shift_per_row" in d:
+            mean = (d["mean"] + batch * d["shift_per_row"]) * max(d["slowdown"])
+            if mean > TIME_RANGE[1]:
+                raise ConfigError(
+                    f"delays[{i}].shift_per_row" if several else "delays.shift_per_row",
+                    f"with a mini-batch of {batch} rows the mean delay is {mean:.3g}, beyond {TIME_RANGE[1]:g}, "
+                    "which float32 clocks cannot resolve; rescale the time unit",
+                )
+
+
 def _resolve_report(t: Any, labels: list[str]) -> dict:
     """The optional [report] table: error levels whose time and communication to reach go into
     summary.json, and a reference policy whose error floor is one more level."""
@@ -205,14 +249,14 @@ def _resolve_report(t: Any, labels: list[str]) -> dict:
     _no_extra(t, {"levels", "reference"}, "report")
     levels = t.get("levels", [])
     if not isinstance(levels, list) or not all(_is_number(v) and math.isfinite(v) and v > 0 for v in levels):
-        raise ConfigError("report.levels", f"must be a list of error levels > 0, got {levels!r}")
+        raise ConfigError("report.levels", f"must be a list of error levels > 0, got {_show(levels)}")
     out: dict[str, Any] = {"levels": [float(v) for v in levels]}
     if "reference" in t:
         out["reference"] = _string(t, "reference", "report", choices=tuple(labels))
     return out
 
 
-FIGURES = ("error_vs_time", "error_vs_iterations", "runtime_vs_k", "communication")
+FIGURES = ("error_vs_time", "error_vs_iterations", "runtime_vs_k", "communication", "envelope")
 
 
 def _resolve_figure(t: Any) -> dict:
@@ -245,8 +289,8 @@ def _resolve_problem(t: dict) -> dict:
             out["labels"] = _string(t, "labels", where)
         classes = t.get("classes")
         integers = isinstance(classes, list) and all(isinstance(c, int) and not isinstance(c, bool) for c in classes)
-        if classes is not None and (not integers or len(classes) < 2):
-            raise ConfigError(f"{where}.classes", f"must be a list of at least two integer labels, got {classes!r}")
+        if classes is not None and (not integers or len(classes) < 2 or not all(0 <= c <= 9 for c in classes)):
+            raise ConfigError(f"{where}.classes", f"must be a list of at least two labels from 0 to 9, got {_show(classes)}")
         out["classes"] = classes
         out["m"] = number(t, "m", where, None, integer=True, low=1)
         out["reg"] = number(t, "reg", where, 0.01, strict_low=0)
@@ -254,7 +298,10 @@ def _resolve_problem(t: dict) -> dict:
 
 
 def _is_number(x: Any) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool)
+    """An int or float that a float can hold (TOML integers are unbounded)."""
+    if isinstance(x, bool) or not isinstance(x, (int, float)):
+        return False
+    return isinstance(x, float) or abs(x) <= sys.float_info.max
 
 
 def _resolve_delays(t: Any, n: int, where: str = "delays") -> dict:
@@ -266,7 +313,7 @@ def _resolve_delays(t: Any, n: int, where: str = "delays") -> dict:
     except ConfigError as e:  # name the table the field is in
         if where == "delays" or not e.field.startswith("delays"):
             raise
-        raise ConfigError(where + e.field[len("delays") :], str(e).split(": ", 1)[1]) from None
+        raise ConfigError(where + e.field[len("delays") :], e.problem) from None
 
 
 def _resolve_law(t: dict, n: int) -> dict:
@@ -286,7 +333,7 @@ def _resolve_law(t: dict, n: int) -> dict:
         ok = isinstance(value, list) and value and all(map(_is_number, value)) if lists else _is_number(value)
         if not ok:
             kind = "a non-empty list of numbers" if lists else "a number"
-            raise ConfigError(f"{where}.{key}", f"must be {kind}, got {value!r}")
+            raise ConfigError(f"{where}.{key}", f"must be {kind}, got {_show(value)}")
     instance = delays.make_law(law, **params)
     with jax.enable_x64(True):  # the mean in float64, so that only a truly infinite mean is called infinite
         mean = float(np.asarray(instance.mean()))
@@ -304,7 +351,7 @@ def _resolve_law(t: dict, n: int) -> dict:
         )
     slowdown = t.get("slowdown", 1.0)
     if not (_is_number(slowdown) or (isinstance(slowdown, list) and all(map(_is_number, slowdown)))):
-        raise ConfigError("delays.slowdown", f"must be a number or a list of numbers, got {slowdown!r}")
+        raise ConfigError("delays.slowdown", f"must be a number or a list of numbers, got {_show(slowdown)}")
     values = np.asarray(slowdown, dtype=np.float64)
     if values.ndim == 0:
         values = np.full(n, values)
@@ -328,8 +375,8 @@ def _resolve_run(t: dict, seeds: int | None) -> dict:
     if eta is None or not etas:
         raise ConfigError("run.eta", "missing")
     for e in etas:
-        if isinstance(e, bool) or not isinstance(e, (int, float)) or not math.isfinite(e) or e <= 0:
-            raise ConfigError("run.eta", f"must be a finite number > 0 (or a list of them), got {e!r}")
+        if not _is_number(e) or not math.isfinite(e) or e <= 0:
+            raise ConfigError("run.eta", f"must be a finite number > 0 (or a list of them), got {_show(e)}")
     if len(set(etas)) != len(etas):
         raise ConfigError("run.eta", f"the step sizes must be distinct, got {etas}")
     if seeds is not None and (isinstance(seeds, bool) or not isinstance(seeds, int) or not 1 <= seeds <= INT_MAX):
@@ -404,10 +451,13 @@ def _resolve_kind(t: dict, i: int, n: int, where: str) -> dict:
     elif kind == "schedule":
         _no_extra(t, {"kind", "label", "k0", "at", "ks", "by"}, where)
         at, ks = t.get("at"), t.get("ks")
-        if not isinstance(at, list) or not all(isinstance(a, (int, float)) and not isinstance(a, bool) for a in at):
-            raise ConfigError(f"{where}.at", f"must be a list of numbers, got {at!r}")
+        if not isinstance(at, list) or not all(map(_is_number, at)):
+            raise ConfigError(f"{where}.at", f"must be a list of numbers, got {_show(at)}")
         if not isinstance(ks, list) or not all(isinstance(k, int) and not isinstance(k, bool) for k in ks):
-            raise ConfigError(f"{where}.ks", f"must be a list of integers, got {ks!r}")
+            raise ConfigError(f"{where}.ks", f"must be a list of integers, got {_show(ks)}")
+        if any(not 1 <= k <= n for k in ks):
+            bad = next(k for k in ks if not 1 <= k <= n)
+            raise ConfigError(f"{where}.ks", f"k must satisfy 1 <= k <= n_workers={n}, got {_show(bad)}")
         out = {
             "kind": kind,
             "k0": number(t, "k0", where, integer=True),

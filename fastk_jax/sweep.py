@@ -43,6 +43,7 @@ import math
 import re
 import sys
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -401,13 +402,20 @@ def run_file(
     out = Path(out) if out else Path("results") / sweep.name
     results.check_writable(out)
     started = time.perf_counter()
-    rows, res, timing = run_sweep(sweep, progress, say)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        rows, res, timing = run_sweep(sweep, progress, say)
     wall = time.perf_counter() - started
+    for message in dict.fromkeys(str(w.message) for w in caught):
+        print(f"fastk-jax: warning: {message}", file=sys.stderr)
     columns = table(sweep, rows, res)
-    for row_label, count in zip(res.labels, res.diverged):
+    for c, count in enumerate(res.diverged):
         if count:
+            at = next(row.values for row in rows if row.unique == c)
+            where = ", ".join(f"{p}={v!r}" for p, v in at.items())
             print(
-                f"fastk-jax: warning: {row_label}: {count} of {res.seeds} runs diverged; left out of the curves",
+                f"fastk-jax: warning: {res.labels[c]} at {where}: {count} of {res.seeds} runs diverged; "
+                "left out of the curves",
                 file=sys.stderr,
             )
     diverged_rows = int(np.count_nonzero(columns["diverged"]))
