@@ -28,33 +28,40 @@ def k_color(k: int):
     return (0.8 * r, 0.8 * g, 0.8 * b)
 
 
+OTHER_COLORS = (  # policies that are not a fixed k, in order of appearance
+    (0.0, 0.0, 0.0),
+    (0.8, 0.0, 0.6),
+    (0.6, 0.35, 0.0),
+    (0.0, 0.45, 0.45),
+    (0.45, 0.45, 0.45),
+)
+
+
 def label_styles(labels) -> list[dict]:
     """A color and line style per configuration label, the same in every figure: a fixed k
-    (label "k=K...") takes ``k_color(K)``, Algorithm 1 ("adaptive ...") black, Theorem 1's
-    schedule ("bound-optimal ...") magenta; a scheme named in the label sets the line style. Two
-    configurations of one figure that would look alike (several step sizes of one k) fall back
-    to colors by position."""
-    styles = []
+    (label "k=K...") takes ``k_color(K)``; the other policies take ``OTHER_COLORS`` in turn,
+    Algorithm 1 ("adaptive ...") first (black) and Theorem 1's schedule ("bound-optimal ...")
+    magenta; a scheme named in the label sets the line style. When two fixed-k configurations
+    of one figure would look alike (several step sizes of one k), every configuration is
+    colored by position instead."""
+    styles, others = [], []
     for label in map(str, labels):
         m = _FIXED_K.match(label)
         scheme = next((s for s in sorted(SCHEME_LINES, key=len, reverse=True) if s in label), "k_sync")
-        if m:
-            color = k_color(int(m.group(1)))
-        elif label.startswith("adaptive"):
-            color = (0.0, 0.0, 0.0)
-        elif label.startswith("bound-optimal"):
-            color = (0.8, 0.0, 0.6)
-        else:
-            color = None
-        styles.append({"color": color, "ls": SCHEME_LINES[scheme]})
+        styles.append({"color": k_color(int(m.group(1))) if m else None, "ls": SCHEME_LINES[scheme]})
+        if not m:
+            others.append(label)
     seen = [(s["color"], s["ls"]) for s in styles if s["color"] is not None]
     if len(set(seen)) < len(seen):  # lookalikes: position colors for all
         return [{"color": COLORS[c % len(COLORS)], "ls": s["ls"]} for c, s in enumerate(styles)]
-    others = iter(c for c in COLORS if c not in {COLORS[3]})
-    return [
-        s if s["color"] is not None else {**s, "color": next(others, COLORS[c % len(COLORS)])}
-        for c, s in enumerate(styles)
-    ]
+    bound = [lab for lab in others if lab.startswith("bound-optimal")][:1]
+    rest = [lab for lab in others if lab not in bound]
+    rest.sort(key=lambda lab: not lab.startswith("adaptive"))  # Algorithm 1 first: black
+    palette = {lab: OTHER_COLORS[1] for lab in bound}
+    free = [c for c in OTHER_COLORS if c not in palette.values()]
+    for i, lab in enumerate(rest):
+        palette.setdefault(lab, free[i] if i < len(free) else COLORS[i % len(COLORS)])
+    return [s if s["color"] is not None else {**s, "color": palette[str(lab)]} for lab, s in zip(labels, styles)]
 
 
 def _error_bands(ax, xs, band, results: Results) -> None:
