@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+import warnings
 from pathlib import Path
 
 import matplotlib
@@ -137,6 +138,18 @@ def save_figure(fig: plt.Figure, prefix: Path) -> None:
     fig.savefig(prefix.with_suffix(".png"), dpi=200)
     fig.savefig(prefix.with_suffix(".pdf"))
     plt.close(fig)
+
+
+def quietly(draw):
+    """``draw`` (a figure writer) without NumPy's RuntimeWarnings: curves with no finite point
+    (every run diverged) are drawn as gaps, which is what the warnings would say."""
+
+    def quiet_draw(*args, **kwargs):
+        with warnings.catch_warnings(), np.errstate(all="ignore"):
+            warnings.simplefilter("ignore", RuntimeWarning)
+            return draw(*args, **kwargs)
+
+    return quiet_draw
 
 
 def error_vs_iterations(results: Results, title: str = "") -> plt.Figure:

@@ -454,6 +454,7 @@ def run_file(
     def write_csv(folder: Path) -> None:
         (folder / "sweep.csv").write_text(to_csv(columns))
 
+    @plotting.quietly
     def figure(folder: Path) -> None:
         plotting.save_figure(
             plotting.sweep_figure(

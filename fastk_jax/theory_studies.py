@@ -23,12 +23,20 @@ class TheoryOutput(NamedTuple):
     draw: Callable[[Path], None]  # writes figure.png and figure.pdf into a folder
 
 
+MAX_WORKERS = 1000  # order statistics cost O(n k) per quadrature node: n = 1000 takes seconds
+
+
 def _float(params: dict, key: str) -> float:
     return float(study.number(params, key, "theory"))
 
 
-def _int(params: dict, key: str, low: int = 1) -> int:
-    return study.number(params, key, "theory", integer=True, low=low)
+def _int(params: dict, key: str, low: int = 1, high: int = MAX_WORKERS) -> int:
+    return study.number(params, key, "theory", integer=True, low=low, high=high)
+
+
+def _known(params: dict, fields: set[str]) -> None:
+    """Refuse a field the kind does not read (a typo would otherwise be ignored)."""
+    study._no_extra(params, fields, "theory")
 
 
 def _bound_constants(params: dict) -> fastest_k_bounds.BoundConstants:
@@ -43,6 +51,7 @@ def example1(params: dict, quick: bool) -> TheoryOutput:
     time under the reading lambda = 5, the one that reproduces the paper's printed fixed-k
     times (see ``theory.fastest_k_bounds``); times scale as 1/lambda, so the curves are the same.
     """
+    _known(params, {"figure", "n", "rate", "printed_reading_rate", *fastest_k_bounds.BoundConstants._fields})
     constants, n, rate = _bound_constants(params), _int(params, "n"), _float(params, "rate")
     if rate <= 0:
         raise ConfigError("theory.rate", f"must be > 0, got {rate}")
@@ -87,6 +96,7 @@ def _law(spec: dict, where: str) -> delays.DelayLaw:
 def sync_async_speedup(params: dict, quick: bool) -> TheoryOutput:
     """The async paper's Fig. 5: log of E[T_sync] / E[T_async] = P E[X_(P:P)] / E[X] (Theorem 1)
     against P, per delay law; for exponentials also Corollary 1's P log P."""
+    _known(params, {"p_max", "laws"})
     p_max = _int(params, "p_max", 2)
     laws = params.get("laws")
     if not isinstance(laws, list) or not laws:
@@ -122,12 +132,13 @@ def sync_async_tradeoff(params: dict, quick: bool) -> TheoryOutput:
     """The async paper's Fig. 7: the error bounds of Sync (Lemma 3, K = P) and Async SGD
     (Theorem 3, K = 1) against wall-clock time, with the same eta. The paper gives no
     parameters for this figure; the study file states ours."""
+    _known(params, {"P", "L", "c", "sigma2", "M_G", "m", "eta", "initial_gap", "delays", "gamma", "p0", "time_horizon"})
     consts = async_theory.TradeoffConstants(
         L=_float(params, "L"),
         c=_float(params, "c"),
         sigma2=_float(params, "sigma2"),
         M_G=_float(params, "M_G"),
-        m=_int(params, "m"),
+        m=_int(params, "m", high=study.INT_MAX),
         eta=_float(params, "eta"),
         initial_gap=_float(params, "initial_gap"),
     )
