@@ -21,7 +21,7 @@ import zlib
 
 import numpy as np
 
-from fastk_jax.errors import DataError
+from fastk_jax.errors import DataError, one_line
 
 PathLike = str | os.PathLike[str]
 
@@ -42,7 +42,7 @@ _GZIP_MAGIC = b"\x1f\x8b"
 
 def _name(path: PathLike) -> str:
     """The path as text that stays on one line in an error message."""
-    return os.fspath(path).replace("\r", "\\r").replace("\n", "\\n")
+    return one_line(os.fspath(path))
 
 
 # --------------------------------------------------------------------------- synthetic
@@ -125,6 +125,8 @@ def read_idx(path: PathLike) -> np.ndarray:
         raise DataError(f"idx file {name}: is a directory, not a file") from None
     except OSError as exc:
         raise DataError(f"idx file {name}: cannot read: {exc.strerror or exc}") from None
+    except ValueError as exc:  # open() refuses a path with a NUL byte
+        raise DataError(f"idx file {name}: cannot read: {exc}") from None
     if not raw:
         raise DataError(f"idx file {name}: empty file")
     if raw[:2] == _GZIP_MAGIC:
@@ -233,6 +235,8 @@ def load_mnist(images_path: PathLike, labels_path: PathLike) -> tuple[np.ndarray
         i = int(np.argmax(bad))
         raise DataError(f"mnist labels {lab_name}: label {int(labels[i])} at index {i} is outside 0..9")
     count, rows, cols = images.shape
+    if rows * cols == 0:
+        raise DataError(f"mnist images {img_name}: the images have no pixels (shape {images.shape})")
     flat = images.reshape(count, rows * cols).astype(np.float64) / 255.0
     return flat, labels.astype(np.int64)
 

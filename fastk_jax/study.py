@@ -73,7 +73,7 @@ def number(
     strict_low=None,
     high: float | None = None,
 ):
-    """A number from a table; integers are bounded by ``high`` (default ``INT_MAX``)."""
+    """A number from a table; integers are bounded by ``low`` and ``high`` (default int32's range)."""
     if key not in table:
         if default is ...:
             raise ConfigError(f"{where}.{key}", "missing")
@@ -84,6 +84,8 @@ def number(
         raise ConfigError(f"{where}.{key}", f"must be {'an integer' if integer else 'a number'}, got {_show(value)}")
     if isinstance(value, float) and not math.isfinite(value):
         raise ConfigError(f"{where}.{key}", f"must be finite, got {value!r}")
+    if integer and low is None and strict_low is None:
+        low = -INT_MAX - 1
     if low is not None and value < low:
         raise ConfigError(f"{where}.{key}", f"must be >= {low}, got {_show(value)}")
     if strict_low is not None and value <= strict_low:
@@ -163,6 +165,8 @@ QUICK_SEEDS = 4  # --quick without a [quick] table
 def resolve(raw: dict, seeds: int | None = None, default_name: str = "study", quick: bool = False) -> Study:
     """Check and resolve a parsed study. ``quick`` applies the file's ``[quick]`` table, which
     overrides fields of ``[run]`` (without one, at most QUICK_SEEDS seeds); ``seeds`` overrides both."""
+    if not isinstance(raw, dict):
+        raise ConfigError("config", f"must be a table of study fields, got {_show(raw)}")
     _no_extra(raw, {"name", "description", "problem", "delays", "run", "policy", "quick", "figure", "report"}, "config")
     run_table = _table(raw, "run")
     if quick:
@@ -290,7 +294,9 @@ def _resolve_problem(t: dict) -> dict:
         classes = t.get("classes")
         integers = isinstance(classes, list) and all(isinstance(c, int) and not isinstance(c, bool) for c in classes)
         if classes is not None and (not integers or len(classes) < 2 or not all(0 <= c <= 9 for c in classes)):
-            raise ConfigError(f"{where}.classes", f"must be a list of at least two labels from 0 to 9, got {_show(classes)}")
+            raise ConfigError(
+                f"{where}.classes", f"must be a list of at least two labels from 0 to 9, got {_show(classes)}"
+            )
         out["classes"] = classes
         out["m"] = number(t, "m", where, None, integer=True, low=1)
         out["reg"] = number(t, "reg", where, 0.01, strict_low=0)
@@ -446,7 +452,7 @@ def _resolve_kind(t: dict, i: int, n: int, where: str) -> dict:
         return out
     if kind == "fixed":
         _no_extra(t, {"kind", "label", "k"}, where)
-        out = {"kind": kind, "k": number(t, "k", where, integer=True)}
+        out = {"kind": kind, "k": number(t, "k", where, integer=True, low=1)}
         default_label = f"k={out['k']}"
     elif kind == "schedule":
         _no_extra(t, {"kind", "label", "k0", "at", "ks", "by"}, where)
@@ -460,7 +466,7 @@ def _resolve_kind(t: dict, i: int, n: int, where: str) -> dict:
             raise ConfigError(f"{where}.ks", f"k must satisfy 1 <= k <= n_workers={n}, got {_show(bad)}")
         out = {
             "kind": kind,
-            "k0": number(t, "k0", where, integer=True),
+            "k0": number(t, "k0", where, integer=True, low=1),
             "at": [float(a) for a in at],
             "ks": ks,
             "by": _string(t, "by", where, "time", choices=("time", "iterations")),
@@ -470,8 +476,8 @@ def _resolve_kind(t: dict, i: int, n: int, where: str) -> dict:
         _no_extra(t, {"kind", "label", "k_min", "k_max", "thresh", "burnin", "step", "factor"}, where)
         out = {
             "kind": kind,
-            "k_min": number(t, "k_min", where, integer=True),
-            "k_max": number(t, "k_max", where, n, integer=True),
+            "k_min": number(t, "k_min", where, integer=True, low=1),
+            "k_max": number(t, "k_max", where, n, integer=True, low=1),
             "thresh": number(t, "thresh", where, integer=True, low=0),
             "burnin": number(t, "burnin", where, integer=True, low=0),
             "step": number(t, "step", where, 0 if "factor" in t else 1, integer=True, low=0),
