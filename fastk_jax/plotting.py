@@ -367,6 +367,19 @@ def sweep_figure(
     return fig
 
 
+def _short(v: float) -> str:
+    """A cell's number in at most about five characters."""
+    return f"{v:.0f}" if 10 <= abs(v) < 1e5 else f"{v:.2g}"
+
+
+def _text_color(image, value: float) -> str:
+    """Black on light cells (and empty ones), white on dark."""
+    if not np.isfinite(value):
+        return "black"
+    r, g, b, _ = image.cmap(image.norm(value))
+    return "black" if 0.299 * r + 0.587 * g + 0.114 * b > 0.5 else "white"
+
+
 def _sweep_heat_maps(columns, plot, labels, values, name, title) -> plt.Figure:
     from matplotlib.colors import LogNorm, Normalize
 
@@ -379,7 +392,11 @@ def _sweep_heat_maps(columns, plot, labels, values, name, title) -> plt.Figure:
     ncols = min(len(labels), 3)
     nrows = math.ceil(len(labels) / ncols)
     fig, axes = plt.subplots(
-        nrows, ncols, figsize=(2.6 * ncols + 0.6, 2.3 * nrows), constrained_layout=True, squeeze=False
+        nrows,
+        ncols,
+        figsize=(max(2.6, 0.45 * len(xs) + 0.9) * ncols + 0.6, max(2.3, 0.3 * len(ys) + 1.0) * nrows),
+        constrained_layout=True,
+        squeeze=False,
     )
     finite = values[np.isfinite(values)]
     norm = Normalize()
@@ -402,7 +419,7 @@ def _sweep_heat_maps(columns, plot, labels, values, name, title) -> plt.Figure:
         if grid.size <= 64:
             for i in range(len(ys)):
                 for j in range(len(xs)):
-                    text = "-" if np.isnan(grid[i, j]) else f"{grid[i, j]:.3g}"
+                    text = "-" if np.isnan(grid[i, j]) else _short(grid[i, j])
                     ax.text(
                         j,
                         i,
@@ -410,7 +427,7 @@ def _sweep_heat_maps(columns, plot, labels, values, name, title) -> plt.Figure:
                         ha="center",
                         va="center",
                         fontsize=5.5,
-                        color="white" if np.isfinite(grid[i, j]) else "black",
+                        color=_text_color(image, grid[i, j]),
                     )
         ax.set_xticks(range(len(xs)), [f"{v:g}" if isinstance(v, float) else str(v) for v in xs])
         ax.set_yticks(range(len(ys)), [f"{v:g}" if isinstance(v, float) else str(v) for v in ys])
@@ -448,7 +465,7 @@ def envelope(results: Results, env, title: str = "") -> plt.Figure:
         with np.errstate(invalid="ignore"):
             low = np.where(err.mean[c] - err.half_width[c] > 0, err.mean[c] - err.half_width[c], np.nan)
         ax_err.plot(t, err.mean[c], lw=1.4, label=str(label), zorder=3, **styles[c])
-        ax_err.fill_between(t, low, err.mean[c] + err.half_width[c], color=styles[c]["color"], alpha=0.2, lw=0)
+        ax_err.fill_between(t, low, err.mean[c] + err.half_width[c], color=styles[c]["color"], alpha=0.12, lw=0)
         with np.errstate(divide="ignore", invalid="ignore"):
             ax_ratio.plot(t[1:], err.mean[c, 1:] / env.error[1:], lw=1.2, **styles[c])
         ax_k.plot(t, results.bands["k"].mean[c], lw=1.2, **styles[c])
