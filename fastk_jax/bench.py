@@ -1,29 +1,51 @@
 """``fastk-jax bench``: the engine against the NumPy reference on the same work, in one process.
 
-Workload: the adaptive paper's Fig. 3 (n = 50, d = 100, m = 2000, exponential delays, eta =
-5e-4), its five policies (fixed k in {10, 20, 30, 40} and Algorithm 1) run together as the
-default study runs them. The engine runs S seeds of each policy for a fixed number of
-updates; the reference (``reference.simulate_run``: a Python loop per seed, NumPy inside an
-iteration) runs the same policies for a few seeds, on the engine's own delays, and its rate per
-seed-iteration is what one CPU process achieves. Reported:
+Two workloads, each with its policies run together as a study runs them:
 
-* ``engine_seed_iters_per_s`` (after compilation, which is timed apart as ``compile_s``),
-  ``reference_seed_iters_per_s`` and ``speedup_vs_reference``;
-* ``useful_gflops``: the floating-point work an iteration must do, over the engine's time: the
-  k selected partial gradients (2 k s d for the residuals and 2 k s d for the gradient) and the
-  error evaluation over all m rows (2 m d), counted per seed-iteration;
-* ``matmul_gflops``: a float32 2048 x 2048 matrix product on the same device, in the same run,
-  the machine's own reference for what dense arithmetic can reach;
-* ``peak_rss_mb``: the process's peak resident memory (host).
+* **Fig. 3** of the adaptive paper (top-level keys): least squares on the paper's synthetic
+  data, n = 50, d = 100, m = 2000, exponential delays, eta = 5e-4; fixed k in {10, 20, 30, 40}
+  and Algorithm 1 (10 -> 40 in steps of 10);
+* **logistic** (key ``"logistic"``): ten-class logistic regression on scikit-learn's digits
+  (``data.load_digits``; 1780 images, d = 64, 10 classes, L2 weight 0.01), n = 20, the
+  Fig. 5 policies (fixed k in {2, 4, 8}, Algorithm 1 doubling 2 -> 8).
+
+The engine runs S seeds of each policy for a fixed number of updates, twice: the first call
+traces and compiles, the second (fresh seeds) is timed. The reference (``reference.simulate_run``:
+a Python loop per seed, NumPy on whole arrays inside an iteration, float64, no needless work:
+the gradient from the k selected shards only and, for least squares, the error as
+(1/2) e^T H e as the engine evaluates it) runs the same policies for a few seeds, on delays of
+the same law. Reported per workload:
+
+* ``engine_seed_iters_per_s`` (after compilation), ``reference_seed_iters_per_s`` and
+  ``speedup_vs_reference``; ``compile_s``: tracing, lowering and compiling (JAX's own events);
+* ``useful_gflops``: the floating-point work an iteration needs, over the engine's time, per
+  seed-iteration: the k selected partial gradients (residuals or logits of k s rows, then
+  X^T of them: 4 k s d, times C classes) and the error evaluation (least squares:
+  2 d^2 through H; logistic: the logits of all m rows, 2 m d C), with k the mean k used;
+* ``performed_gflops``: what the engine actually computes: it forms the partial gradients of
+  all n shards and masks them (a gather of the k selected shards per run costs far more on
+  CPU; see the report in ``notes``), so 4 m d (C) + the error;
+* ``matmul_gflops``: a float32 2048 x 2048 matrix product on the same device, in the same run;
+* ``peak_rss_mb``: the process's peak resident memory so far (host; on CPU the device's too),
+  and ``peak_device_mb`` where the device reports it (GPUs).
+
+``scaling`` (``fastk-jax bench --scaling``) measures the engine's rate against the number of
+seeds S, workers n and dimension d on the Fig. 3 workload and draws it.
 
 This is a benchmark, not a test: numbers depend on the machine and its load.
 """
 
 from __future__ import annotations
 
+import csv
+import json
+import math
+import os
 import resource
 import time
-from typing import Any
+import warnings
+from pathlib import Path
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -40,6 +62,37 @@ POLICIES = {
     "k=40": policies.fixed(40),
     "adaptive 10->40": policies.adaptive(10, 40, thresh=10, burnin=200, step=10),
 }
+LOGISTIC_N, LOGISTIC_M, LOGISTIC_REG, LOGISTIC_ETA = 20, 1780, 0.01, 2.0
+LOGISTIC_POLICIES = {
+    "k=2": policies.fixed(2),
+    "k=4": policies.fixed(4),
+    "k=8": policies.fixed(8),
+    "adaptive 2->8": policies.adaptive(2, 8, thresh=20, burnin=30, factor=2),
+}
+
+
+class Workload(NamedTuple):
+    name: str
+    problem: problems.Problem
+    policies: dict[str, policies.KPolicy]
+    eta: float
+    n: int
+
+
+def fig3_workload(n: int = N, d: int = D, m: int = M, eta: float = ETA, pols: dict | None = None) -> Workload:
+    """The adaptive paper's Fig. 3 (other n, d, m for ``scaling``)."""
+    x, y, _ = data.synthetic_linear(m, d, 0)
+    problem = problems.linear_regression(x, y, n)
+    return Workload(f"adaptive Fig. 3: n={n}, d={d}, m={m}", problem, POLICIES if pols is None else pols, eta, n)
+
+
+def logistic_workload() -> Workload:
+    """Ten-class logistic regression on the digits, the Fig. 5 policies."""
+    x, labels = data.load_digits()
+    x, labels = data.subsample(x, labels, LOGISTIC_M, 0)
+    problem = problems.logistic_regression(x, labels, LOGISTIC_N, LOGISTIC_REG, 10)
+    name = f"logistic, digits: n={LOGISTIC_N}, d={x.shape[1]}, m={LOGISTIC_M}, 10 classes"
+    return Workload(name, problem, LOGISTIC_POLICIES, LOGISTIC_ETA, LOGISTIC_N)
 
 
 def matmul_gflops(size: int = 2048, repeats: int = 10) -> float:
@@ -57,69 +110,254 @@ def _timed(fn) -> float:
     return time.perf_counter() - start
 
 
-def useful_flops_per_iteration(k: float, n: int = N, d: int = D, m: int = M) -> float:
-    """FLOPs an iteration of fastest-k SGD on least squares needs: k partial gradients over s = m/n
-    rows each (residuals and X^T r: 4 k s d) and the error over all m rows (2 m d)."""
-    s = m // n
-    return 4 * k * s * d + 2 * m * d
+def flops_per_iteration(problem: problems.Problem, k: float) -> tuple[float, float]:
+    """(useful, performed) FLOPs of one iteration of fastest-k SGD with k gradients (see the
+    module docstring): useful counts the k selected partial gradients and the error evaluation,
+    performed the engine's dense partial gradients of all n shards and the same error."""
+    n, s, d = problem.x.shape
+    m = n * s
+    if isinstance(problem, problems.LinearRegression):
+        error = 2 * d * d + 2 * d if problem.hessian is not None else 2 * m * d
+        return 4 * k * s * d + error, 4 * m * d + error
+    c = problem.num_classes
+    return 4 * k * s * d * c + 2 * m * d * c, 4 * m * d * c
+
+
+def _configs(w: Workload):
+    law = delays.make_law("exponential", rate=1.0)
+    return stack_configs([SimConfig(p, np.float64(w.eta), law, np.ones(w.n)) for p in w.policies.values()])
+
+
+class _CompileClock:
+    """Seconds JAX spends tracing, lowering and compiling while active (``jax.monitoring``)."""
+
+    def __init__(self):
+        self.seconds = 0.0
+
+    def __call__(self, event: str, duration: float, **_) -> None:
+        if event.startswith("/jax/core/compile/"):
+            self.seconds += duration
+
+    def __enter__(self):
+        jax.monitoring.register_event_duration_secs_listener(self)
+        return self
+
+    def __exit__(self, *exc):
+        jax.monitoring.unregister_event_duration_listener(self)
+
+
+def engine_rate(
+    w: Workload, seeds: int, iterations: int, seed_batch: int | None = None
+) -> tuple[float, float, engine.Simulation]:
+    """(seed-iterations/s after compilation, compile seconds, the timed simulation). The first
+    call compiles (its tracing, lowering and compilation are timed by JAX's own events), the
+    second, on fresh seeds, is timed."""
+    configs = _configs(w)
+    spec = RunSpec(n=w.n, chunk=iterations)
+    kwargs = {"seeds": seeds, "time_horizon": 1e-3, "spec": spec, "iterations": iterations - 1}
+    if seed_batch is not None:
+        kwargs["seed_batch"] = seed_batch
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "stopped after ... iterations": on purpose
+        with _CompileClock() as clock:
+            engine.simulate(w.problem, configs, **kwargs)
+        start = time.perf_counter()
+        timed = engine.simulate(w.problem, configs, seed=1, **kwargs)
+        second = time.perf_counter() - start
+    rate = len(w.policies) * seeds * timed.iterations / second
+    return rate, clock.seconds, timed
+
+
+def reference_rate(w: Workload, seeds: int, iterations: int, repeats: int = 3) -> float:
+    """Seed-iterations/s of the NumPy reference, each policy and seed in turn, on delays of the
+    same law drawn with NumPy (the engine's own would cost a JAX trace of their own); the best
+    of ``repeats`` passes, as the pass is short and the machine may be shared."""
+    rng = np.random.default_rng(0)
+    samples = [reference.draw_delays(rng, "exponential", {"rate": 1.0}, w.n, iterations) for _ in range(seeds)]
+    prob = reference.numpy_problem(w.problem, quadratic_error=True)  # arrays converted once
+    best = math.inf
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for policy in w.policies.values():
+            for delays_of_seed in samples:
+                reference.simulate_run(prob, policy, w.eta, delays_of_seed)
+        best = min(best, time.perf_counter() - start)
+    return len(w.policies) * seeds * iterations / best
+
+
+def measure(
+    w: Workload,
+    matmul: float,
+    seeds: int,
+    iterations: int,
+    reference_seeds: int,
+    reference_iterations: int,
+    seed_batch: int | None = None,
+) -> dict[str, Any]:
+    """The engine and the reference on one workload (see the module docstring)."""
+    rate, compile_s, timed = engine_rate(w, seeds, iterations, seed_batch)
+    mean_k = float(np.mean(timed.summary.k.mean))
+    ref = reference_rate(w, reference_seeds, reference_iterations)
+    useful, performed = flops_per_iteration(w.problem, mean_k)
+    stats = jax.devices()[0].memory_stats() or {}
+    out = {
+        "workload": f"{w.name}, {len(w.policies)} policies, {seeds} seeds x {timed.iterations} updates",
+        "engine_seed_iters_per_s": rate,
+        "reference_seed_iters_per_s": ref,
+        "speedup_vs_reference": rate / ref,
+        "compile_s": compile_s,
+        "engine_run_s": len(w.policies) * seeds * timed.iterations / rate,
+        "mean_k": mean_k,
+        "useful_gflops": useful * rate / 1e9,
+        "performed_gflops": performed * rate / 1e9,
+        "matmul_gflops": matmul,
+        "useful_fraction_of_matmul": useful * rate / 1e9 / matmul,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+    if "peak_bytes_in_use" in stats:
+        out["peak_device_mb"] = stats["peak_bytes_in_use"] / 2**20
+    return out
 
 
 def run(
-    seeds: int = 1024, iterations: int = 300, reference_seeds: int = 2, reference_iterations: int = 300
+    seeds: int = 1024,
+    iterations: int = 300,
+    reference_seeds: int = 2,
+    reference_iterations: int = 300,
+    logistic: bool = True,
+    seed_batch: int | None = None,
+    matmul_size: int = 2048,
+    logistic_iterations: int | None = None,
 ) -> dict[str, Any]:
-    """Measure the engine and the reference on the Fig. 3 workload; see the module docstring."""
-    x, y, _ = data.synthetic_linear(M, D, 0)
-    problem = problems.linear_regression(x, y, N)
-    law = delays.make_law("exponential", rate=1.0)
-    configs = stack_configs([SimConfig(p, np.float64(ETA), law, np.ones(N)) for p in POLICIES.values()])
-    spec = RunSpec(n=N, chunk=iterations)
-    c = len(POLICIES)
-
-    # the engine: the first call compiles; the second, on fresh seeds, is the timed run
-    first = engine.simulate(problem, configs, seeds=seeds, time_horizon=1e-3, spec=spec, iterations=iterations - 1)
-    timed = engine.simulate(
-        problem, configs, seeds=seeds, time_horizon=1e-3, spec=spec, iterations=iterations - 1, seed=1
-    )
-    engine_rate = c * seeds * timed.iterations / timed.run_s
-    mean_k = float(np.mean(timed.summary.k.mean))
-
-    # the reference, on the engine's delays for its first seeds, each policy in turn
-    samples = engine.delay_samples(configs, N, reference_seeds, reference_iterations)
-    start = time.perf_counter()
-    for i, policy in enumerate(POLICIES.values()):
-        for s in range(reference_seeds):
-            reference.simulate_run(problem, policy, ETA, samples[i, s])
-    reference_rate = c * reference_seeds * reference_iterations / (time.perf_counter() - start)
-
-    matmul = matmul_gflops()
-    useful = useful_flops_per_iteration(mean_k) * engine_rate / 1e9
-    return {
-        "workload": f"adaptive Fig. 3: n={N}, d={D}, m={M}, 5 policies, {seeds} seeds x {iterations} updates",
+    """Measure the engine and the reference on the Fig. 3 workload (top-level keys) and the
+    logistic one (``"logistic"``, for ``logistic_iterations`` updates, default a third of
+    ``iterations``: its updates cost ~6x Fig. 3's); see the module docstring."""
+    matmul = matmul_gflops(matmul_size)
+    report = {
         "device": str(jax.devices()[0].device_kind),
-        "engine_seed_iters_per_s": engine_rate,
-        "reference_seed_iters_per_s": reference_rate,
-        "speedup_vs_reference": engine_rate / reference_rate,
-        "compile_s": max(0.0, first.run_s - timed.run_s),
-        "engine_run_s": timed.run_s,
-        "useful_gflops": useful,
-        "matmul_gflops": matmul,
-        "useful_fraction_of_matmul": useful / matmul,
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "prng": str(jax.config.jax_default_prng_impl),
+        "seed_batch": seed_batch,
+        "load_average_1min": os.getloadavg()[0],  # other processes on the machine slow both sides
+        **measure(fig3_workload(), matmul, seeds, iterations, reference_seeds, reference_iterations, seed_batch),
     }
+    if logistic:
+        w = logistic_workload()
+        its = logistic_iterations or max(1, iterations // 3)
+        report["logistic"] = measure(
+            w, matmul, seeds, its, reference_seeds, max(1, reference_iterations // 3), seed_batch
+        )
+    return report
 
 
 def format_report(r: dict[str, Any]) -> str:
-    engine_line = f"  engine     {r['engine_seed_iters_per_s']:12,.0f} seed-iterations/s"
-    engine_line += f"  ({r['engine_run_s']:.1f} s; {r['compile_s']:.1f} s compiling)"
-    useful_line = f"  useful     {r['useful_gflops']:12.2f} GFLOP/s"
-    useful_line += f" = {r['useful_fraction_of_matmul']:.2f} x the matmul {r['matmul_gflops']:.1f} GFLOP/s"
-    return "\n".join(
-        [
-            f"{r['workload']} on {r['device']}",
+    lines = [f"on {r['device']}; float32 matmul {r['matmul_gflops']:.1f} GFLOP/s"]
+    for part in (r, r.get("logistic")):
+        if part is None:
+            continue
+        engine_line = f"  engine     {part['engine_seed_iters_per_s']:12,.0f} seed-iterations/s"
+        engine_line += f"  ({part['engine_run_s']:.1f} s; {part['compile_s']:.1f} s compiling)"
+        useful_line = f"  useful     {part['useful_gflops']:12.2f} GFLOP/s"
+        useful_line += f" = {part['useful_fraction_of_matmul']:.2f} x the matmul"
+        useful_line += f"  (performed {part['performed_gflops']:.1f} GFLOP/s)"
+        lines += [
+            part["workload"],
             engine_line,
-            f"  reference  {r['reference_seed_iters_per_s']:12,.0f} seed-iterations/s  (NumPy, one process)",
-            f"  speedup    {r['speedup_vs_reference']:12.1f} x",
+            f"  reference  {part['reference_seed_iters_per_s']:12,.0f} seed-iterations/s  (NumPy, one process)",
+            f"  speedup    {part['speedup_vs_reference']:12.1f} x",
             useful_line,
-            f"  peak RSS   {r['peak_rss_mb']:12.0f} MB",
+            f"  peak RSS   {part['peak_rss_mb']:12.0f} MB",
         ]
-    )
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- scaling
+
+SCALING_SEEDS = (1, 4, 16, 64, 256, 1024, 4096)
+SCALING_NS = (10, 25, 50, 100, 200)
+SCALING_DS = (25, 50, 100, 200, 400)
+
+
+def _scaled_policies(n: int) -> dict[str, policies.KPolicy]:
+    """Fig. 3's five policies with k at the same fractions of n (n/5, ..., 4n/5)."""
+    step = max(1, n // 5)
+    out = {f"k={k}": policies.fixed(k) for k in (step, 2 * step, 3 * step, 4 * step)}
+    out[f"adaptive {step}->{4 * step}"] = policies.adaptive(step, 4 * step, thresh=10, burnin=200, step=step)
+    return out
+
+
+def _point(w: Workload, seeds: int, work: float, seed_batch: int | None) -> dict[str, Any]:
+    """The engine's rate on ``w`` with ``seeds`` seeds per policy, for about ``work`` FLOPs (the
+    dense partial gradients and the error; 20 to 300 updates)."""
+    performed = flops_per_iteration(w.problem, 1)[1]
+    iterations = int(np.clip(work / (performed * len(w.policies) * seeds), 20, 300))
+    rate, compile_s, _ = engine_rate(w, seeds, iterations, seed_batch)
+    return {"seeds": seeds, "iterations": iterations, "seed_iters_per_s": rate, "compile_s": compile_s}
+
+
+def scaling(
+    out: Path | str = "results/bench-scaling",
+    seeds: tuple[int, ...] = SCALING_SEEDS,
+    ns: tuple[int, ...] = SCALING_NS,
+    ds: tuple[int, ...] = SCALING_DS,
+    sweep_seeds: int = 256,
+    work: float = 2e11,
+    seed_batch: int | None = None,
+    progress=None,
+) -> dict[str, Any]:
+    """Seed-iterations/s of the engine on the Fig. 3 workload against S (n = 50, d = 100), n
+    (m = 40 n, k at the same fractions of n, S = ``sweep_seeds``) and d (n = 50, m = 2000, eta
+    scaled as 1/d with the curvature), each point for about ``work`` FLOPs. Writes ``scaling.json``, ``scaling.csv`` and
+    ``scaling.png``/``.pdf`` into ``out``; returns what the JSON holds."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    say = progress or (lambda _: None)
+    rows: list[dict[str, Any]] = []
+    base = fig3_workload()
+    for s in seeds:
+        rows.append({"axis": "seeds", "n": N, "d": D, "m": M, **_point(base, s, work, seed_batch)})
+        say(rows[-1])
+    for n in ns:
+        w = fig3_workload(n=n, m=40 * n, pols=_scaled_policies(n))
+        rows.append({"axis": "n", "n": n, "d": D, "m": 40 * n, **_point(w, sweep_seeds, work, seed_batch)})
+        say(rows[-1])
+    for d in ds:
+        w = fig3_workload(d=d, eta=ETA * D / d)
+        rows.append({"axis": "d", "n": N, "d": d, "m": M, **_point(w, sweep_seeds, work, seed_batch)})
+        say(rows[-1])
+    result = {
+        "device": str(jax.devices()[0].device_kind),
+        "policies": len(POLICIES),
+        "sweep_seeds": sweep_seeds,
+        "seed_batch": seed_batch,
+        "points": rows,
+    }
+    (out / "scaling.json").write_text(json.dumps(result, indent=1))
+    with open(out / "scaling.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    _scaling_figure(result, out / "scaling")
+    return result
+
+
+def _scaling_figure(result: dict[str, Any], prefix: Path) -> None:
+    from .plotting import plt, save_figure
+
+    rows = result["points"]
+    fig, axes = plt.subplots(1, 3, figsize=(10, 3.2), constrained_layout=True)
+    for ax, axis, label in zip(
+        axes,
+        ("seeds", "n", "d"),
+        ("seeds per policy S (n = 50, d = 100)", f"workers n (m = 40 n, S = {result['sweep_seeds']})", "dimension d"),
+    ):
+        pts = [r for r in rows if r["axis"] == axis]
+        xs = [r[axis] for r in pts]
+        ax.plot(xs, [r["seed_iters_per_s"] for r in pts], "o-", color="C0")
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xlabel(label, fontsize=8)
+        ax.grid(True, which="major", lw=0.3, alpha=0.5)
+        ax.tick_params(which="both", labelsize=7)
+    axes[0].set_ylabel(f"seed-iterations / s ({result['policies']} policies)", fontsize=8)
+    fig.suptitle(f"fastk-jax engine throughput, Fig. 3 workload, {result['device']}", fontsize=9)
+    save_figure(fig, prefix)

@@ -4,7 +4,7 @@
     fastk-jax study NAME [--seeds N] [--quick] [--out DIR] [--quiet]
     fastk-jax studies
     fastk-jax check-bounds [--json] [--quick] [--seed S]
-    fastk-jax bench [--json] [--quick] [--seeds S]
+    fastk-jax bench [--json] [--quick] [--seeds S] [--seed-batch B] [--scaling [--out DIR]]
 
 Bad input ends in one line on stderr naming the problem, exit status 2, no traceback, and
 nothing written.
@@ -105,13 +105,28 @@ def _check_bounds(args) -> int:
 
 def _bench(args) -> int:
     from . import bench
+    from .errors import ConfigError
 
-    sizes = {"seeds": 64, "iterations": 100, "reference_iterations": 100} if args.quick else {"seeds": args.seeds}
     if not args.quick and not 1 <= args.seeds <= 1_000_000:
-        from .errors import ConfigError
-
         raise ConfigError("--seeds", f"must be from 1 to 1000000, got {args.seeds}")
-    report = bench.run(**sizes)
+    if args.seed_batch is not None and args.seed_batch < 1:
+        raise ConfigError("--seed-batch", f"must be >= 1, got {args.seed_batch}")
+    if args.scaling:
+        quick = {"seeds": (1, 16, 256), "ns": (10, 50), "ds": (50, 100), "work": 2e10} if args.quick else {}
+        out = args.out or "results/bench-scaling"
+
+        def say(point):
+            print(
+                f"  {point['axis']:5s} n={point['n']:<4d} d={point['d']:<4d} S={point['seeds']:<5d} "
+                f"{point['seed_iters_per_s']:12,.0f} seed-iterations/s",
+                flush=True,
+            )
+
+        result = bench.scaling(out, seed_batch=args.seed_batch, progress=None if args.json else say, **quick)
+        print(json.dumps(result) if args.json else f"wrote {out}/scaling.json, .csv, .png, .pdf")
+        return 0
+    sizes = {"seeds": 64, "iterations": 100, "reference_iterations": 100} if args.quick else {"seeds": args.seeds}
+    report = bench.run(**sizes, seed_batch=args.seed_batch)
     if args.json:
         print(json.dumps(report))
     else:
@@ -139,10 +154,13 @@ def main(argv: list[str] | None = None) -> int:
     check.add_argument("--quick", action="store_true", help="fewer samples (seconds, not minutes)")
     check.add_argument("--seed", type=int, default=0, help="Monte Carlo seed (default 0)")
     check.set_defaults(handler=_check_bounds)
-    bench = sub.add_parser("bench", help="the engine against the NumPy reference on the Fig. 3 workload")
+    bench = sub.add_parser("bench", help="the engine against the NumPy reference (Fig. 3 and logistic workloads)")
     bench.add_argument("--json", action="store_true", help="print one JSON object")
     bench.add_argument("--quick", action="store_true", help="a small run (seconds)")
     bench.add_argument("--seeds", type=int, default=1024, help="engine seeds per policy (default 1024)")
+    bench.add_argument("--seed-batch", type=int, help="seeds per engine call (the engine's seed_batch)")
+    bench.add_argument("--scaling", action="store_true", help="rate against seeds, n and d, with a figure")
+    bench.add_argument("--out", help="--scaling's output folder (default results/bench-scaling)")
     bench.set_defaults(handler=_bench)
     args = parser.parse_args(argv)
     try:
@@ -151,7 +169,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"fastk-jax: error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
-        print("fastk-jax: interrupted; nothing written", file=sys.stderr)
+        print(
+            "fastk-jax: interrupted; no results written (a study resumes from OUT.partial/ when the same command runs again)",
+            file=sys.stderr,
+        )
         return 130
 
 

@@ -6,6 +6,8 @@
 * :func:`read_idx` / :func:`write_idx` / :func:`load_mnist`: the MNIST IDX file format, raw
   or gzip-compressed.
 * :func:`select_classes` / :func:`subsample`: reduce a data set to some classes or rows.
+* :func:`read_trace` / :func:`load_trace`: measured worker times from a CSV file, for the
+  ``trace`` delay law.
 
 Every bad input raises :class:`fastk_jax.errors.DataError` with a one-line message that names
 the file or the problem.
@@ -13,11 +15,15 @@ the file or the problem.
 
 from __future__ import annotations
 
+import csv
 import gzip
+import hashlib
+import io
 import math
 import os
 import struct
 import zlib
+from typing import NamedTuple
 
 import numpy as np
 
@@ -298,3 +304,130 @@ def subsample(x: np.ndarray, y: np.ndarray, m: int | None, seed: int) -> tuple[n
     if m is not None:
         order = order[: int(m)]
     return x[order], y[order]
+
+
+# --------------------------------------------------------------------------- traces
+
+MAX_TRACE_CELLS = 50_000_000  # rows x columns of a trace table (float64 on the host)
+
+
+class TraceTable(NamedTuple):
+    """A trace file's times: column j's ``counts[j]`` measurements in the first rows of
+    ``table[:, j]``, the rest padded with its first measurement (read-only arrays)."""
+
+    table: np.ndarray  # (R, c) float64, R = max(counts)
+    counts: np.ndarray  # (c,) int64
+    sha256: str  # of the file's bytes
+    header: tuple[str, ...] | None  # the column names, if the file has a header row
+
+
+def _cell_number(cell: str) -> float | None:
+    try:
+        return float(cell)
+    except ValueError:
+        return None
+
+
+def read_trace(path: PathLike) -> TraceTable:
+    """Read a CSV file of measured times, one column per worker or a single column.
+
+    The format: comma-separated UTF-8 text; lines starting with ``#`` and blank lines are
+    skipped; the first row is a header (column names) if none of its cells is a number; every
+    other row has one cell per column, a time > 0 (any unit) or an empty cell (no measurement,
+    so that columns may hold different numbers of times). Raises :class:`DataError`, naming
+    the path and where possible the line and column, if the file is missing, unreadable, empty,
+    not UTF-8, has a row of another length, a cell that is not a number, a time that is not
+    finite and > 0, a column without times, or more than ``MAX_TRACE_CELLS`` cells.
+    """
+    raw = _read_bytes(path, "trace file")
+    return _parse_trace(raw, _name(path))
+
+
+def _read_bytes(path: PathLike, what: str) -> bytes:
+    name = _name(path)
+    try:
+        with open(path, "rb") as fh:
+            return fh.read()
+    except FileNotFoundError:
+        raise DataError(f"{what} {name}: no such file") from None
+    except IsADirectoryError:
+        raise DataError(f"{what} {name}: is a directory, not a file") from None
+    except OSError as exc:
+        raise DataError(f"{what} {name}: cannot read: {exc.strerror or exc}") from None
+    except ValueError as exc:  # open() refuses a path with a NUL byte
+        raise DataError(f"{what} {name}: cannot read: {exc}") from None
+
+
+def _parse_trace(raw: bytes, name: str) -> TraceTable:
+    where = f"trace file {name}"
+    digest = hashlib.sha256(raw).hexdigest()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{where}: not UTF-8 text (byte {exc.start})") from None
+    header, columns, width = None, [], 0
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        for row in reader:
+            cells = [c.strip() for c in row]
+            if not any(cells) or cells[0].startswith("#"):
+                continue
+            at = f"{where}: line {reader.line_num}"
+            if not width:
+                width = len(cells)
+                columns = [[] for _ in range(width)]
+                if all(_cell_number(c) is None for c in cells):
+                    header = tuple(cells)
+                    continue
+            if len(cells) != width:
+                raise DataError(f"{at}: {len(cells)} cells, but the file has {width} columns")
+            for j, cell in enumerate(cells):
+                if not cell:
+                    continue
+                value = _cell_number(cell)
+                if value is None:
+                    raise DataError(f"{at}, column {j + 1}: {cell!r} is not a number")
+                if not math.isfinite(value) or value <= 0:
+                    raise DataError(f"{at}, column {j + 1}: times must be finite and > 0, got {cell!r}")
+                columns[j].append(value)
+    except csv.Error as exc:
+        raise DataError(f"{where}: line {reader.line_num}: not valid CSV ({exc})") from None
+    if not width:
+        raise DataError(f"{where}: empty file (no rows)")
+    counts = np.array([len(c) for c in columns], dtype=np.int64)
+    for j, count in enumerate(counts):
+        if not count:
+            label = f" ({header[j]!r})" if header else ""
+            raise DataError(f"{where}: column {j + 1}{label} has no times")
+    rows = int(counts.max())
+    if rows * width > MAX_TRACE_CELLS:
+        raise DataError(f"{where}: {rows} x {width} cells exceed {MAX_TRACE_CELLS:.0e}")
+    table = np.empty((rows, width), np.float64)
+    for j, column in enumerate(columns):
+        table[: len(column), j] = column
+        table[len(column) :, j] = column[0]  # padding, never drawn
+    table.setflags(write=False)
+    counts.setflags(write=False)
+    return TraceTable(table, counts, digest, header)
+
+
+_TRACE_CACHE: dict[tuple[str, str], TraceTable] = {}
+_TRACE_CACHE_SIZE = 8
+
+
+def load_trace(path: PathLike, sha256: str | None = None) -> TraceTable:
+    """``read_trace``, parsed once per file content: later calls read and hash the bytes and
+    reuse the table. With ``sha256`` (a resolved study's), a file whose content changed since
+    raises :class:`DataError`."""
+    raw = _read_bytes(path, "trace file")
+    digest = hashlib.sha256(raw).hexdigest()
+    if sha256 is not None and digest != sha256:
+        raise DataError(
+            f"trace file {_name(path)}: changed since the study was resolved (sha256 {digest[:12]}..., expected {sha256[:12]}...)"
+        )
+    key = (os.path.realpath(path), digest)
+    if key not in _TRACE_CACHE:
+        while len(_TRACE_CACHE) >= _TRACE_CACHE_SIZE:
+            _TRACE_CACHE.pop(next(iter(_TRACE_CACHE)))
+        _TRACE_CACHE[key] = _parse_trace(raw, _name(path))
+    return _TRACE_CACHE[key]

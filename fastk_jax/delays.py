@@ -12,6 +12,9 @@ Every law knows
 * ``mean()``: E[X], ``inf`` where it does not exist (Pareto with shape <= 1);
 * ``check()``: host-side validation of the parameters, raising ``ConfigError``.
 
+``Trace`` is the exception to "iid": measured times per worker (``fastk_jax.data.read_trace``),
+resampled with replacement, where each worker may have its own column of measurements.
+
 The exponential and shifted exponential also know the mean of their k-th order statistic
 in closed form, E[X_(k:n)] = shift + (H_n - H_(n-k)) / rate (eq. (7) of the adaptive paper).
 Order statistics of the other laws belong to the theory module.
@@ -225,11 +228,68 @@ class HyperExponential:
             )
 
 
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class Trace:
+    """Measured times, resampled with replacement (a bootstrap of a trace).
+
+    ``table`` (R, c) holds column j's measurements in its first ``counts[j]`` rows (the rest is
+    padding, any valid time); c = n gives worker i its own column, c = 1 one pool shared by all
+    workers (then the workers are iid). A draw is a uniformly random entry of the worker's
+    column, row floor(u * counts[j]), u ~ U(0, 1). Unlike the other laws the workers need not be
+    identical, so ``sample`` needs the worker axis first: shape[0] == c unless c == 1. The
+    mean, the time unit of a study, is the average over workers of each worker's mean.
+    """
+
+    table: Array  # (R, c) times, column j valid in rows < counts[j]
+    counts: Array  # (c,) samples per column, 1 <= counts <= R (float, like every parameter)
+    name: ClassVar[str] = "trace"
+
+    def sample(self, key: Array, shape: tuple[int, ...]) -> Array:
+        table = jnp.asarray(self.table)
+        columns = table.shape[-1]
+        if columns == 1:
+            worker = jnp.zeros((), jnp.int32)
+            counts = jnp.asarray(self.counts)[0]
+        else:
+            if not shape or shape[0] != columns:
+                raise ValueError(f"a trace of {columns} workers draws shape (n={columns}, ...), got {shape}")
+            axes = (columns,) + (1,) * (len(shape) - 1)
+            worker = jnp.arange(columns).reshape(axes)
+            counts = jnp.asarray(self.counts).reshape(axes)
+        u = jax.random.uniform(key, shape)
+        row = jnp.minimum(jnp.floor(u * counts), counts - 1).astype(jnp.int32)  # u * count may round up to count
+        return table[row, worker]
+
+    def worker_means(self) -> Array:
+        """(c,) each column's mean over its valid rows (leading axes: stacked laws)."""
+        table, counts = jnp.asarray(self.table), jnp.asarray(self.counts)
+        valid = jnp.arange(table.shape[-2])[:, None] < counts[..., None, :]
+        return jnp.sum(jnp.where(valid, table, 0.0), axis=-2) / counts
+
+    def mean(self) -> Array:
+        return jnp.mean(self.worker_means(), axis=-1)
+
+    def check(self) -> None:
+        table, counts = np.asarray(self.table, dtype=float), np.asarray(self.counts, dtype=float)
+        if table.ndim != 2 or table.size == 0:
+            raise ConfigError("delays.table", f"trace needs a (rows, columns) table of times, got shape {table.shape}")
+        if not np.all(np.isfinite(table)) or np.any(table <= 0):
+            raise ConfigError("delays.table", "trace needs finite times > 0")
+        if counts.shape != table.shape[1:]:
+            raise ConfigError(
+                "delays.counts", f"trace needs one count per column ({table.shape[1]}), got {counts.shape}"
+            )
+        if np.any(counts != np.round(counts)) or np.any(counts < 1) or np.any(counts > table.shape[0]):
+            raise ConfigError("delays.counts", f"trace needs integer counts from 1 to {table.shape[0]} (the rows)")
+
+
 LAWS: dict[str, type] = {
-    law.name: law for law in (Exponential, ShiftedExponential, Pareto, Uniform, LogNormal, Weibull, HyperExponential)
+    law.name: law
+    for law in (Exponential, ShiftedExponential, Pareto, Uniform, LogNormal, Weibull, HyperExponential, Trace)
 }
 
-DelayLaw = Exponential | ShiftedExponential | Pareto | Uniform | LogNormal | Weibull | HyperExponential
+DelayLaw = Exponential | ShiftedExponential | Pareto | Uniform | LogNormal | Weibull | HyperExponential | Trace
 
 
 def parameter_names(law: str) -> tuple[str, ...]:

@@ -9,11 +9,31 @@ The chunk function is the same compiled program each time, and a second study of
 shapes reuses it (``trace_count`` tells how often it was traced).
 
 What leaves the device is the per-configuration summary (mean and 95% band over seeds),
-unless ``keep_trajectories`` asks for every iterate.
+unless ``keep_trajectories`` asks for every iterate, or the seeds run in several calls.
+
+**Seeds over devices and in batches.** The seed axis (axis 1 of the (C, S, ...) carry) is
+sharded over every device (a one-axis ``Mesh``; with ``FASTK_DISTRIBUTED=1``, ``jax.distributed``
+joins every host's devices). When all seeds do not fit in memory (``seed_layout``, the memory
+guard), or ``seed_batch`` asks, they run in batches, in turn after each chunk, each a call of the
+same compiled program on ``block`` seeds per device; the last batch is padded with extra seeds
+(computed, then dropped). Then every run's curves are gathered to the host and summarized once
+over all seeds by the same function, so batching cannot change how seeds are reduced, and the
+stopping rule (every run past the horizon) is the one of a single call. A seed's numbers depend
+only on its key and on the block size: XLA chooses its kernels for a product batched over runs
+by the batch size, so blocks of different sizes agree to float32 rounding (about 1e-6 relative),
+not bit for bit, while the same block on one device or several, in one batch or several, gives
+identical bits. One device with every seed in one call is the path of old: nothing but the
+summary leaves the device.
+
+**Checkpoints.** With a ``checkpoint.Slot``, the state after a chunk (every batch's carry, PRNG
+keys as key data, and the iteration count) goes to disk atomically, and a later call with the
+same arguments resumes from it; the chunk program is deterministic given the carry, so the
+result is that of an uninterrupted run, bit for bit.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import time as _time
@@ -25,10 +45,12 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from . import curves, policies, schemes
+from .checkpoint import Slot, fingerprint, versions
 from .curves import Grids, RunCurves, Summary
-from .errors import ConfigError
+from .errors import ConfigError, FastkError
 from .problems import Problem, full_loss
 from .spec import RunSpec, SimConfig, seed_key
 from .theory.order_stats import order_statistic_moments
@@ -65,10 +87,12 @@ def _advance(carry: Carry, configs: SimConfig, problem: Problem, grids: Grids, s
     return jax.vmap(over_seeds, in_axes=(0, 0))(carry, configs)
 
 
-@partial(jax.jit, static_argnames=("spec", "num_seeds"))
-def _init(configs: SimConfig, problem: Problem, grids: Grids, seed: Array, spec: RunSpec, num_seeds: int) -> Carry:
+def _init_impl(
+    configs: SimConfig, problem: Problem, grids: Grids, seed: Array, first: Array, spec: RunSpec, num_seeds: int
+) -> Carry:
+    """Runs ``first``, ..., ``first + num_seeds - 1`` of every configuration, before their first update."""
     tx = spec.transform()
-    keys = jax.vmap(lambda i: seed_key(seed, i))(jnp.arange(num_seeds))
+    keys = jax.vmap(lambda i: seed_key(seed, first + i))(jnp.arange(num_seeds))
 
     def one_run(config, key):
         state = schemes.init(problem, config, tx, key, spec)
@@ -77,6 +101,7 @@ def _init(configs: SimConfig, problem: Problem, grids: Grids, seed: Array, spec:
     return jax.vmap(jax.vmap(one_run, in_axes=(None, 0)), in_axes=(0, None))(configs, keys)
 
 
+_init = jax.jit(_init_impl, static_argnames=("spec", "num_seeds"))
 _summarize = jax.jit(curves.summarize)
 
 
@@ -84,11 +109,15 @@ def mean_iteration_time(config: SimConfig, spec: RunSpec, k: int) -> float:
     """The mean time per update of one (unstacked) configuration with k fixed, used only to
     pick the default number of iterations: E[X_(k:n)] (``theory.order_stats``; Lemma 4 of the
     async paper) for the schemes where a learner pushes once per iteration, and k over the
-    learners' total push rate sum_i 1 / (s_i E[X]) for the batch schemes (k E[X] / n when iid,
-    Lemma 5)."""
+    learners' total push rate sum_i 1 / (s_i E[X_i]) for the batch schemes (k E[X] / n when iid,
+    Lemma 5; a trace's workers have their own means)."""
     slowdown = np.asarray(config.slowdown, np.float64)
+    # Markov stragglers: every delay by the chain's stationary mean factor (an approximation:
+    # the k-th fastest of a mixture is not the mixture of the k-th fastest)
+    slowdown = slowdown * float(np.asarray(config.straggle.mean_factor()))
     if schemes.is_batch(spec):
-        return k / float(np.sum(1.0 / (slowdown * float(np.asarray(config.delay.mean())))))
+        means = getattr(config.delay, "worker_means", config.delay.mean)()
+        return k / float(np.sum(1.0 / (slowdown * np.broadcast_to(np.asarray(means, np.float64), slowdown.shape))))
     iid = bool(np.all(slowdown == 1.0))
     return order_statistic_moments(config.delay, k, spec.n, slowdown=None if iid else slowdown).mean
 
@@ -127,6 +156,142 @@ def reach_levels(initial_error: float) -> np.ndarray:
     return max(initial_error, 1e-30) * np.logspace(0.0, -12.0, 61)
 
 
+def summary_memory(
+    num_configs: int, seeds: int, grid_points: int, iteration_grid_points: int, staleness_bins: int
+) -> int:
+    """Bytes of every run's curves, gathered for the summary over all seeds at once (host and
+    default device), with the summary's temporaries: about three copies."""
+    per_run = 5 * grid_points + iteration_grid_points + 3 * reach_levels(1.0).size + staleness_bins + 1
+    return 4 * 3 * num_configs * seeds * per_run
+
+
+class SeedLayout(NamedTuple):
+    """How the seed axis runs: ``batches`` calls of the compiled chunk program, each on
+    ``block`` seeds per device over ``devices`` devices (the last batch padded with extra seeds,
+    computed and dropped)."""
+
+    block: int
+    devices: int
+    batches: int
+
+    @property
+    def per_call(self) -> int:
+        return self.block * self.devices
+
+
+def seed_layout(
+    problem: Problem,
+    spec: RunSpec,
+    num_configs: int,
+    seeds: int,
+    grid_points: int,
+    iteration_grid_points: int,
+    devices: int = 1,
+    seed_batch: int | None = None,
+) -> SeedLayout:
+    """The memory guard: all seeds in one call (``ceil(seeds / devices)`` per device) when that
+    fits in 80% of a device's memory (``memory_estimate``), else the largest block of seeds per
+    device that fits, as evenly as the batches allow; ``seed_batch`` fixes the block. Raises
+    ConfigError when even one seed per device does not fit beside the data and every run's curves."""
+    budget = 0.8 * available_memory()
+    whole = -(-seeds // devices)
+    curves_all = summary_memory(num_configs, seeds, grid_points, iteration_grid_points, spec.staleness_bins)
+
+    def runs(block: int) -> int:
+        return memory_estimate(problem, spec, num_configs, block, grid_points, iteration_grid_points)
+
+    def need(block: int) -> int:  # the curves of every run are gathered unless one call on one device holds all
+        return runs(block) + (curves_all if block < whole or devices > 1 else 0)
+
+    if seed_batch is not None:
+        if seed_batch < 1:
+            raise ConfigError("run.seed_batch", f"must be >= 1, got {seed_batch}")
+        block = min(seed_batch, whole)
+    else:
+        block = whole
+        if need(block) > budget and block > 1:
+            fits = max(1, int((budget - need(0)) // (runs(1) - runs(0))))  # 1 when nothing fits: refused below
+            batches = -(-seeds // (devices * fits))
+            block = -(-seeds // (devices * batches))
+    if need(block) > budget:
+        what = "one seed per device at a time" if block == 1 else f"{block} seeds per device at a time"
+        raise ConfigError(
+            "run.seed_batch" if seed_batch is not None else "run.seeds",
+            f"{num_configs} configurations x {seeds} seeds need about {need(block) / 2**30:.3g} GiB with {what}, "
+            f"more than 80% of the {budget / 0.8 / 2**30:.3g} GiB available; use fewer seeds or grid points",
+        )
+    return SeedLayout(block, devices, -(-seeds // (block * devices)))
+
+
+def _is_key(x) -> bool:
+    return jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
+
+
+def _gather(x: Array) -> np.ndarray:
+    """A (possibly sharded, possibly multi-host) array as a fresh numpy array on this host."""
+    if jax.process_count() > 1 and not x.is_fully_addressable:  # pragma: no cover (multi-host only)
+        from jax.experimental import multihost_utils
+
+        return np.array(multihost_utils.process_allgather(x, tiled=True))
+    return np.array(x, copy=True)  # a copy: the device buffer is donated to the next chunk
+
+
+def to_host(carry: Carry) -> list[np.ndarray]:
+    """The carry's leaves as numpy arrays, PRNG keys as their raw key data (checkpoints, seed batches)."""
+    return [_gather(jax.random.key_data(x) if _is_key(x) else x) for x in jax.tree.leaves(carry)]
+
+
+def to_device(leaves: list[np.ndarray], like: Carry, sharding) -> Carry:
+    """Inverse of ``to_host``: ``like`` (an abstract carry, ``jax.eval_shape`` of ``_init``) gives
+    the structure and which leaves are keys; leaves go on ``sharding`` (None: the default device)."""
+    abstract, treedef = jax.tree.flatten(like)
+    out = []
+    for host, a in zip(leaves, abstract):
+        x = (
+            jnp.asarray(host)
+            if sharding is None
+            else jax.make_array_from_callback(host.shape, sharding, host.__getitem__)
+        )
+        out.append(jax.random.wrap_key_data(x) if _is_key(a) else x)
+    return jax.tree.unflatten(treedef, out)
+
+
+def _host_shapes(like: Carry) -> list[tuple[tuple[int, ...], np.dtype]]:
+    return [
+        (tuple(s.shape), np.dtype(s.dtype))
+        for s in (jax.eval_shape(jax.random.key_data, a) if _is_key(a) else a for a in jax.tree.leaves(like))
+    ]
+
+
+@functools.cache
+def _sharded_init(sharding):
+    return jax.jit(_init_impl, static_argnames=("spec", "num_seeds"), out_shardings=sharding)
+
+
+def init_distributed() -> bool:
+    """Start ``jax.distributed`` when ``FASTK_DISTRIBUTED=1`` (before any JAX computation): every
+    host's devices then join one mesh and the seed axis is sharded over all of them. The
+    coordinator, process count and id come from ``JAX_COORDINATOR_ADDRESS``, ``JAX_NUM_PROCESSES``
+    and ``JAX_PROCESS_ID`` where set, else from what ``jax.distributed.initialize`` detects (a
+    cluster environment such as SLURM). Returns whether it started. Tested with one process
+    only: several hosts are not tested."""
+    if os.environ.get("FASTK_DISTRIBUTED", "") not in ("1", "true", "yes"):
+        return False
+    if jax.distributed.is_initialized():
+        return True
+    names = {"coordinator_address": "JAX_COORDINATOR_ADDRESS", "num_processes": "JAX_NUM_PROCESSES"}
+    kwargs = {
+        arg: os.environ[var] for arg, var in {**names, "process_id": "JAX_PROCESS_ID"}.items() if var in os.environ
+    }
+    try:
+        kwargs.update({arg: int(kwargs[arg]) for arg in ("num_processes", "process_id") if arg in kwargs})
+        jax.distributed.initialize(**kwargs)
+    except (ValueError, RuntimeError) as e:
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise FastkError(f"FASTK_DISTRIBUTED=1 but jax.distributed.initialize failed: {msg}") from None
+    return True
+
+
 class Progress(NamedTuple):
     """Passed to the progress callback after each chunk."""
 
@@ -148,6 +313,7 @@ class Simulation(NamedTuple):
     compile_s: float  # tracing + compilation of the chunk function (0 if reused; with one chunk, includes its run)
     run_s: float
     trajectories: schemes.Out | None  # leaves (C, S, iterations, ...) if kept
+    resumed_from: int = 0  # iterations restored from a checkpoint (0: a fresh run)
 
 
 def simulate(
@@ -164,6 +330,9 @@ def simulate(
     divergence_factor: float = 1e6,
     max_iterations: int | None = None,
     progress: Callable[[Progress], None] | None = None,
+    seed_batch: int | None = None,
+    devices: list | None = None,
+    checkpoint: Slot | None = None,
 ) -> Simulation:
     """Run ``seeds`` runs of every configuration in ``configs`` (stacked, leading axis C).
 
@@ -172,19 +341,36 @@ def simulate(
     Carlo estimate of its mean iteration time, to reach the horizon), and at most
     ``max_iterations`` (default 20 x that). A run whose error exceeds ``divergence_factor``
     times the initial error, or is not finite, counts as diverged.
+
+    **Seeds and devices.** The seed axis is sharded over ``devices`` (default: every device,
+    ``jax.devices()``; with ``FASTK_DISTRIBUTED=1`` those of every host) and, when it does not
+    fit in memory (``seed_layout``) or ``seed_batch`` (seeds per device per call) asks, run in
+    batches in turn, each a call of the same compiled program (seeds padded up to a whole
+    number of devices x blocks; the extra seeds are computed and dropped). Each run's curves
+    are gathered to the host and the summary is computed once over all seeds, so batches never
+    change how seeds are reduced. Per-seed results are bit-identical for any number of batches
+    and devices with the same block of seeds per device; XLA's kernels for a product batched
+    over runs depend on that block size, so different blocks agree to float32 rounding.
+
+    **Checkpoints.** With ``checkpoint`` (a ``checkpoint.Slot``) the state after a chunk is
+    saved (every ``checkpoint.every_s`` seconds, and at the end) and a later call with the same
+    arguments resumes from it, bit for bit. Trajectories are not checkpointed.
     """
     schemes.check(spec)
     num_configs = int(np.shape(configs.eta)[0])
-    need, have = (
-        memory_estimate(problem, spec, num_configs, seeds, grid_points, iteration_grid_points),
-        available_memory(),
+    devices = list(jax.devices() if devices is None else devices)
+    layout = seed_layout(
+        problem, spec, num_configs, seeds, grid_points, iteration_grid_points, len(devices), seed_batch
     )
-    if need > 0.8 * have:
-        raise ConfigError(
-            "run.seeds",
-            f"{num_configs} configurations x {seeds} seeds need about {need / 2**30:.3g} GiB, more than 80% of the "
-            f"{have / 2**30:.3g} GiB available; use fewer seeds or grid points",
+    if layout.batches > 1 and seed_batch is None:
+        warnings.warn(
+            f"{num_configs} configurations x {seeds} seeds do not fit in memory at once: running them in "
+            f"{layout.batches} batches of {layout.per_call} (bit for bit as seed_batch={layout.block}; "
+            "within float32 rounding of one batch)",
+            stacklevel=2,
         )
+    if checkpoint is not None and spec.keep_trajectories:
+        raise ValueError("trajectories are not checkpointed: use checkpoint=None with keep_trajectories")
     first_k = [int(k) for k in np.asarray(configs.policy.k0)]
     if spec.max_k is not None:
         largest = max(policies.largest_k(jax.tree.map(lambda x, c=c: x[c], configs.policy)) for c in range(num_configs))
@@ -205,40 +391,126 @@ def simulate(
         error_limit=jnp.asarray(divergence_factor * max(initial_error, 1e-30)),
         levels=jnp.asarray(reach_levels(initial_error)),
     )
-    carry = _init(configs, problem, grids, jnp.asarray(seed, jnp.uint32), spec=spec, num_seeds=seeds)
+    seed_arr = jnp.asarray(seed, jnp.uint32)
+    sharding = None
+    init = partial(_init, spec=spec, num_seeds=layout.per_call)
+    if layout.devices > 1:
+        sharding = NamedSharding(Mesh(np.asarray(devices), ("seeds",)), PartitionSpec(None, "seeds"))
+        init = partial(_sharded_init(sharding), spec=spec, num_seeds=layout.per_call)
+    like = jax.eval_shape(init, configs, problem, grids, seed_arr, jnp.int32(0))
 
-    start, done_iterations, traced = _time.perf_counter(), 0, trace_count()
+    def fresh(b: int) -> Carry:
+        return init(configs, problem, grids, seed_arr, jnp.asarray(b * layout.per_call, jnp.int32))
+
+    key = restored = None
+    if checkpoint is not None:
+        key = fingerprint(
+            {
+                "spec": repr(spec),
+                "seeds": seeds,
+                "seed": seed,
+                "time_horizon": float(time_horizon),
+                "iterations": iterations,
+                "max_iterations": max_iterations,
+                "grid_points": grid_points,
+                "iteration_grid_points": iteration_grid_points,
+                "divergence_factor": float(divergence_factor),
+                "layout": list(layout),
+                "platform": devices[0].platform,
+                "key_impl": str(jax.random.key_impl(jax.random.key(0))),
+                "versions": versions(),
+            },
+            problem,
+            configs,
+        )
+        restored = checkpoint.load(key)
+        if restored is not None:
+            expected = _host_shapes(like)
+            got = [[(tuple(a.shape), a.dtype) for a in leaves] for leaves in restored[0]]
+            if len(got) != layout.batches or any(g != expected for g in got):
+                warnings.warn(f"checkpoint {checkpoint.path} does not fit this run; starting over", stacklevel=2)
+                restored = None
+
+    # carries[b]: batch b's state, on the device(s) while it is the only batch, else on the host
+    single = layout.batches == 1
+    run_s_before, done_iterations = 0.0, 0
+    if restored is not None:
+        batches, meta = restored
+        carries = [to_device(batches[0], like, sharding)] if single else batches
+        done_iterations, run_s_before = int(meta["iterations"]), float(meta["run_s"])
+    else:
+        carries = [fresh(0)] if single else [to_host(fresh(b)) for b in range(layout.batches)]
+    resumed_from = done_iterations
+
+    one_call = layout.devices == 1 and single  # today's path: nothing leaves the device but the summary
+
+    def host_carry(b: int) -> Carry:  # batch b as a Carry of numpy leaves (keys as key data)
+        return jax.tree.unflatten(jax.tree.structure(like), to_host(carries[b]) if single else carries[b])
+
+    def slowest_clock() -> float:  # over the real runs only, not the padding
+        if one_call:
+            return float(jnp.min(carries[0].state.time))  # also waits for the chunk to finish
+        times = (
+            [_gather(carries[0].state.time)] if single else [host_carry(b).state.time for b in range(layout.batches)]
+        )
+        return float(np.min(np.concatenate(times, axis=1)[:, :seeds]))
+
+    def save(finished: bool) -> None:
+        batches = [to_host(carries[0])] if single else carries
+        run_s = run_s_before + _time.perf_counter() - start
+        checkpoint.save(key, batches, {"iterations": done_iterations, "run_s": run_s, "finished": finished})
+
+    start, traced = _time.perf_counter(), trace_count()
     kept, chunk_s = [], []
-    while True:
+    slowest = slowest_clock() if done_iterations else -math.inf
+
+    def finished() -> bool:
+        return slowest > time_horizon and done_iterations > iterations
+
+    while not (done_iterations and (finished() or done_iterations >= max_iterations)):
         t0 = _time.perf_counter()
-        carry, trajectory = _advance(carry, configs, problem, grids, spec=spec)
-        slowest_clock = float(jnp.min(carry.state.time))  # also waits for the chunk to finish
+        trajectories = []
+        for b in range(layout.batches):
+            carry = carries[b] if single else to_device(carries[b], like, sharding)
+            carry, trajectory = _advance(carry, configs, problem, grids, spec=spec)
+            carries[b] = carry if single else to_host(carry)
+            if spec.keep_trajectories:
+                trajectories.append(jax.tree.map(_gather, trajectory))
+        slowest = slowest_clock()
         chunk_s.append(_time.perf_counter() - t0)
         done_iterations += spec.chunk
         if spec.keep_trajectories:
-            kept.append(jax.device_get(trajectory))
-        finished = slowest_clock > time_horizon and done_iterations > iterations
+            kept.append(jax.tree.map(lambda *xs: np.concatenate(xs, axis=1)[:, :seeds], *trajectories))
+        stop = finished() or done_iterations >= max_iterations
+        if checkpoint is not None and (stop or checkpoint.due()):
+            save(finished=stop)
         if progress is not None:
-            fraction = min(1.0, slowest_clock / time_horizon, done_iterations / (iterations + 1))
+            fraction = min(1.0, slowest / time_horizon, done_iterations / (iterations + 1))
             elapsed = _time.perf_counter() - start
-            remaining = elapsed * (1 - fraction) / fraction if fraction > 0 else math.nan
-            progress(Progress(1.0 if finished else fraction, done_iterations, elapsed, 0.0 if finished else remaining))
-        if finished:
-            break
-        if done_iterations >= max_iterations:
-            warnings.warn(
-                f"stopped after {done_iterations} iterations (max_iterations) with the slowest run at "
-                f"t = {slowest_clock:.4g} < time_horizon = {time_horizon:g}; grid points it did not reach are "
-                "left out of the means (see summary.error.runs)",
-                stacklevel=2,
+            done_before = min(1.0, resumed_from / (iterations + 1))
+            rate = (fraction - done_before) / elapsed if elapsed > 0 else 0.0
+            remaining = (1 - fraction) / rate if rate > 0 else math.nan
+            progress(
+                Progress(1.0 if finished() else fraction, done_iterations, elapsed, 0.0 if finished() else remaining)
             )
-            break
+    if not finished():
+        warnings.warn(
+            f"stopped after {done_iterations} iterations (max_iterations) with the slowest run at "
+            f"t = {slowest:.4g} < time_horizon = {time_horizon:g}; grid points it did not reach are "
+            "left out of the means (see summary.error.runs)",
+            stacklevel=2,
+        )
 
     # the first chunk's time, less a typical chunk's, is the compilation (if it compiled)
     compile_s = 0.0
     if trace_count() != traced:
         compile_s = max(0.0, chunk_s[0] - (float(np.median(chunk_s[1:])) if len(chunk_s) > 1 else 0.0))
-    summary = jax.device_get(_summarize(carry.curves, carry.state.time, carry.state.iteration, grids))
+    if one_call:
+        final = carries[0]  # one call of every seed: summarized where it is
+    else:  # every real run on the host, summarized at once: batches cannot change the reduction
+        host = [host_carry(b) for b in range(layout.batches)]
+        final = jax.tree.map(lambda *xs: np.concatenate(xs, axis=1)[:, :seeds], *host)
+    summary = jax.device_get(_summarize(final.curves, final.state.time, final.state.iteration, grids))
     trajectories = None
     if spec.keep_trajectories:
         trajectories = jax.tree.map(lambda *xs: np.concatenate(xs, axis=2), *kept)
@@ -250,8 +522,9 @@ def simulate(
         iterations=done_iterations,
         initial_error=initial_error,
         compile_s=compile_s,
-        run_s=_time.perf_counter() - start,
+        run_s=run_s_before + _time.perf_counter() - start,
         trajectories=trajectories,
+        resumed_from=resumed_from,
     )
 
 
@@ -276,6 +549,7 @@ def concatenate(sims: list[Simulation], order: list[int]) -> Simulation:
         compile_s=sum(s.compile_s for s in sims),
         run_s=sum(s.run_s for s in sims),
         trajectories=trajectories,
+        resumed_from=max(s.resumed_from for s in sims),
     )
 
 

@@ -87,12 +87,13 @@ class Envelope(NamedTuple):
     members: np.ndarray  # the rows of results that form the envelope
 
 
-def envelope(results: Results, members) -> Envelope:
-    """The pointwise minimum of the mean error curves of the configurations ``members`` (rows).
-    It is read off noisy means, so it sits a little below the best fixed k's true curve (the
-    minimum of estimates is biased low): regrets measured against it are on the high side."""
+def envelope(error_mean: np.ndarray, members) -> Envelope:
+    """The pointwise minimum of the mean error curves ``error_mean`` (C, G) of the
+    configurations ``members`` (rows). It is read off noisy means, so it sits a little below
+    the best fixed k's true curve (the minimum of estimates is biased low): regrets measured
+    against it are on the high side."""
     members = np.asarray(members)
-    err = results.bands["error"].mean[members]
+    err = np.asarray(error_mean)[members]
     finite = np.isfinite(err)
     best_local = np.argmin(np.where(finite, err, np.inf), axis=0)
     any_finite = finite.any(axis=0)

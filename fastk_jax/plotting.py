@@ -309,6 +309,8 @@ SWEEP_METRICS = {
     "communication_to_eps": "downloads + uploads to reach eps",
     "diverged": "diverged runs",
     "time_per_iteration": "time per update",
+    "time_to_eps_over_best_fixed": "time to reach eps / best fixed k's",
+    "error_at_deadline_over_best_fixed": "error at the deadline / best fixed k's",
 }
 
 
@@ -328,6 +330,10 @@ def sweep_figure(
     """A metric of a sweep's table against one axis (a line per configuration label and value
     of the other axes) or two axes (a heat map per label). Empty cells / gaps: eps not reached
     (or every run diverged); an x marks a cell with diverged runs."""
+    if plot["kind"] == "bars":
+        return _sweep_bars(columns, plot["metric"], title)
+    if "case" in columns:  # a line or a panel per case and configuration
+        columns = {**columns, "label": np.char.add(np.char.add(columns["case"], ": "), columns["label"])}
     metric, x = plot["metric"], plot["x"]
     name = SWEEP_METRICS[metric].replace("eps", f"eps={eps:g}").replace("deadline", f"deadline t={deadline:g}")
     labels = list(dict.fromkeys(columns["label"].tolist()))
@@ -487,4 +493,49 @@ def envelope(results: Results, env, title: str = "") -> plt.Figure:
     _style(ax_k, "wall-clock time (units of the mean delay)", "k (gray: best\nfixed k)")
     if title:
         ax_err.set_title(title, fontsize=8)
+    return fig
+
+
+def _sweep_bars(columns: dict[str, np.ndarray], metric: str, title: str) -> plt.Figure:
+    """A sweep of cases: a panel per case, a group of bars per cluster, a bar per policy (colors
+    as in every figure). A missing bar is marked "n/r": eps not reached (or every run diverged)."""
+    cases = list(dict.fromkeys(columns["case"].tolist())) if "case" in columns else [""]
+    clusters = list(dict.fromkeys(columns["cluster"].tolist()))
+    names = list(dict.fromkeys(columns["policy"].tolist()))
+    styles = dict(zip(names, label_styles(names)))
+    values = np.asarray(columns[metric], np.float64)
+    fig, axes = plt.subplots(
+        len(cases),
+        1,
+        figsize=(max(3.5, 0.18 * len(names) * len(clusters) + 2.2), 2.2 * len(cases) + 0.6),
+        squeeze=False,
+        layout="constrained",
+    )
+    width = 0.8 / len(names)
+    for ax, case in zip(axes[:, 0], cases):
+        below = matplotlib.transforms.blended_transform_factory(ax.transData, ax.transAxes)
+        for i, name in enumerate(names):
+            for j, cluster in enumerate(clusters):
+                rows = np.flatnonzero(
+                    (columns["policy"] == name)
+                    & (columns["cluster"] == cluster)
+                    & ((columns["case"] == case) if "case" in columns else True)
+                )
+                x = j - 0.4 + (i + 0.5) * width
+                v = values[rows[0]] if rows.size else np.nan
+                if np.isfinite(v):
+                    ax.bar(x, v, width, color=styles[name]["color"], label=name if j == 0 else None)
+                else:
+                    ax.bar(x, 0, width, color=styles[name]["color"], label=name if j == 0 else None)
+                    ax.text(x, 0.02, "n/r", ha="center", va="bottom", fontsize=4.5, rotation=90, transform=below)
+        ax.set_xticks(range(len(clusters)), clusters)
+        if metric.endswith("_over_best_fixed"):
+            ax.axhline(1.0, color="black", lw=0.6, ls=":")
+        if _log_worthy(values):
+            ax.set_yscale("log")
+        _style(ax, "", SWEEP_METRICS[metric])
+        ax.set_title(case, fontsize=8)
+    fig.legend(*axes[0, 0].get_legend_handles_labels(), loc="outside lower center", fontsize=5.5, frameon=False, ncol=4)
+    if title:
+        fig.suptitle(title, fontsize=8)
     return fig

@@ -1,9 +1,11 @@
 """k policies: how many of the fastest workers the master waits for at each iteration.
 
 Every policy is the same pytree of arrays, ``KPolicy``, so policies of different kinds (fixed
-k, schedules, Algorithm 1) stack along a leading axis and run in one vmapped, compiled call.
-Which rule applies is data too: ``adaptive`` selects Algorithm 1, otherwise k follows the
-piecewise-constant schedule (a fixed k is a schedule with no switch).
+k, schedules, Algorithm 1, the other feedback rules) stack along a leading axis and run in one
+vmapped, compiled call. Which rule applies is data too: ``adaptive`` says k is fed back from
+the run (``rule``: 0 Algorithm 1, 1 the loss ratio, 2 the gradient norm), otherwise k follows
+the piecewise-constant schedule (a fixed k is a schedule with no switch; so are doubling at
+fixed intervals, Theorem 1's bound-optimal schedule and the oracle that follows the envelope).
 
 * schedule: k = k0 before ``at[0]``, ``ks[i]`` from ``at[i]`` on; ``at`` is measured in wall-clock
   time (``by_time``) or in iterations, and is padded with +inf so that schedules with different
@@ -27,6 +29,18 @@ piecewise-constant schedule (a fixed k is a schedule with no switch).
     next k, factor*k + step, is <= k_max. If it is not, k stays and the counter is *not* reset
     (the reset is inside the printed if). So k_max is reached only when it lies on the ladder
     k_min, factor*k_min + step, ...; k never passes it and never decreases.
+
+* Loss ratio (AdaSync-style, rule 1): k = ceil(k0 sqrt(F(w_0) / F(w_t))), never decreasing,
+  capped at k_max, where F(w_t) is the full training loss at the latest update's model (the
+  simulator knows it exactly; a real master would estimate it, e.g. now and then on a sample).
+  F, not F - F*: the ratio as AdaSync writes it.
+* Gradient norm (FLANP-style, rule 2): the master smooths the squared norm of the gradient it
+  applies (an exponential average with weight 1/burnin per update, at least 1/1, so the noise of
+  one update does not decide). ``burnin`` updates after the start or a switch it notes that
+  level; k steps up the ladder of Algorithm 1 (factor * k + step, within k_max) once the smoothed
+  norm has fallen to ``gamma`` times the noted level. FLANP doubles the participating nodes when
+  the gradient norm reaches the statistical accuracy of the current ones; this relative
+  threshold needs no constants of the problem.
 """
 
 from __future__ import annotations
@@ -54,20 +68,29 @@ class KPolicy(NamedTuple):
     burnin: Array  # () iterations before a switch is allowed
     step: Array  # () additive step
     factor: Array  # () multiplicative factor
-    k_max: Array  # () largest k Algorithm 1 may reach
+    k_max: Array  # () largest k a feedback rule may reach
+    rule: Array  # () feedback rule when adaptive: 0 Algorithm 1, 1 loss ratio, 2 gradient norm
+    gamma: Array  # () gradient-norm rule: switch when the smoothed norm^2 falls to gamma x its level
+
+
+RULES = {"algorithm1": 0, "loss_ratio": 1, "gradient_norm": 2}
 
 
 class KPolicyState(NamedTuple):
     """What the next iteration of a policy needs (per run)."""
 
-    k: Array  # () current k of Algorithm 1
+    k: Array  # () current k of a feedback rule
     count_negative: Array  # () Algorithm 1's counter
     count_iter: Array  # () iterations since start or last switch, + 1
     prev_grad: Array  # (p,) the gradient received at the previous iteration
     has_prev: Array  # () bool: prev_grad is valid
+    level: Array  # () loss ratio: F(w_0); gradient norm: the noted level (< 0: not yet)
+    smoothed: Array  # () gradient norm: the exponential average of ||g||^2
 
 
-def _policy(k0, by_time=False, at=(), ks=(), adaptive=False, thresh=0, burnin=0, step=0, factor=1, k_max=None):
+def _policy(
+    k0, by_time=False, at=(), ks=(), adaptive=False, thresh=0, burnin=0, step=0, factor=1, k_max=None, rule=0, gamma=0.0
+):
     at = np.asarray(at, np.float64).reshape(-1)
     ks = np.asarray(ks, np.int64).reshape(-1)
     return KPolicy(
@@ -81,6 +104,8 @@ def _policy(k0, by_time=False, at=(), ks=(), adaptive=False, thresh=0, burnin=0,
         step=np.int32(step),
         factor=np.int32(factor),
         k_max=np.int32(k0 if k_max is None else k_max),
+        rule=np.int32(rule),
+        gamma=np.float64(gamma),
     )
 
 
@@ -99,9 +124,41 @@ def schedule(k0: int, at, ks, by: str = "time") -> KPolicy:
     return _policy(k0, by_time=by == "time", at=at, ks=ks)
 
 
+def doubling(k0: int, every: float, k_max: int) -> KPolicy:
+    """k doubles every ``every`` units of wall-clock time, from k0 up to k_max (the last step is
+    capped at k_max): a time schedule k0, 2 k0, 4 k0, ... switched at every, 2 every, ..."""
+    ks, at = [], []
+    k = k0
+    while k < k_max:
+        k = min(2 * k, k_max)
+        ks.append(k)
+        at.append(every * len(ks))
+    return schedule(k0, at, ks, by="time")
+
+
 def adaptive(k_min: int, k_max: int, thresh: int, burnin: int, step: int = 0, factor: int = 1) -> KPolicy:
     """Algorithm 1 of the adaptive paper, starting at k_min (see the module docstring)."""
     return _policy(k_min, adaptive=True, thresh=thresh, burnin=burnin, step=step, factor=factor, k_max=k_max)
+
+
+def loss_ratio(k0: int, k_max: int) -> KPolicy:
+    """AdaSync-style: k = ceil(k0 sqrt(F(w_0) / F(w_t))), never decreasing, at most k_max."""
+    return _policy(k0, adaptive=True, k_max=k_max, rule=RULES["loss_ratio"])
+
+
+def gradient_norm(k0: int, k_max: int, gamma: float, burnin: int, step: int = 0, factor: int = 2) -> KPolicy:
+    """FLANP-style: k -> factor k + step when the smoothed squared gradient norm has fallen to
+    gamma times its level ``burnin`` updates after the last switch (see the module docstring)."""
+    return _policy(
+        k0,
+        adaptive=True,
+        burnin=burnin,
+        step=step,
+        factor=factor,
+        k_max=k_max,
+        rule=RULES["gradient_norm"],
+        gamma=gamma,
+    )
 
 
 def check(policy: KPolicy, n: int, where: str = "policy") -> None:
@@ -122,8 +179,13 @@ def check(policy: KPolicy, n: int, where: str = "policy") -> None:
     k_in_range("ks", np.asarray(policy.ks)[np.isfinite(at)])
     if bool(policy.adaptive):
         k_in_range("k_max", policy.k_max)
+        first = "k0" if int(policy.rule) else "k_min"
         if int(policy.k_max) < int(policy.k0):
-            raise ConfigError(f"{where}.k_max", f"must be >= k_min={int(policy.k0)}, got {int(policy.k_max)}")
+            raise ConfigError(f"{where}.k_max", f"must be >= {first}={int(policy.k0)}, got {int(policy.k_max)}")
+        if int(policy.rule) == RULES["gradient_norm"] and not 0 < float(policy.gamma) < 1:
+            raise ConfigError(f"{where}.gamma", f"must be in (0, 1), got {float(policy.gamma)}")
+        if int(policy.rule) == RULES["loss_ratio"]:
+            return
         if (
             int(policy.factor) < 1
             or int(policy.step) < 0
@@ -164,6 +226,8 @@ def init(policy: KPolicy, num_params: int, dtype) -> KPolicyState:
         count_iter=jnp.int32(1),
         prev_grad=jnp.zeros(num_params, dtype),
         has_prev=jnp.bool_(False),
+        level=jnp.asarray(-1.0, dtype),
+        smoothed=jnp.asarray(0.0, dtype),
     )
 
 
@@ -177,20 +241,46 @@ def current_k(policy: KPolicy, state: KPolicyState, time: Array, iteration: Arra
     return jnp.where(policy.adaptive, state.k, k_schedule).astype(jnp.int32)
 
 
-def observe(policy: KPolicy, state: KPolicyState, grad: Array) -> KPolicyState:
-    """Algorithm 1's bookkeeping after the master received ``grad`` (see the module docstring).
+def observe(policy: KPolicy, state: KPolicyState, grad: Array, loss: Array) -> KPolicyState:
+    """A feedback rule's bookkeeping after the master applied ``grad``, the gradient of update j,
+    with ``loss`` = F(w_j) the training loss at the model of that update (see the module
+    docstring).
 
-    Runs for every policy (the state is cheap); only adaptive policies read ``state.k``.
+    Runs for every policy (the state is cheap); only adaptive policies read ``state.k``, and
+    each reads the rule it selects.
     """
-    negative = jnp.vdot(grad, state.prev_grad) < 0
-    count = state.count_negative + jnp.where(state.has_prev, jnp.where(negative, 1, -1), 0)
     k_next = policy.factor * state.k + policy.step
     fits = state.k <= (policy.k_max - policy.step) // policy.factor  # k_next <= k_max, without int32 overflow
-    switch = (count > policy.thresh) & (state.count_iter > policy.burnin) & fits
+
+    # Algorithm 1: the signs of consecutive gradient inner products
+    negative = jnp.vdot(grad, state.prev_grad) < 0
+    count = state.count_negative + jnp.where(state.has_prev, jnp.where(negative, 1, -1), 0)
+    pflug = (count > policy.thresh) & (state.count_iter > policy.burnin) & fits
+
+    # gradient norm: smooth ||g||^2, note its level after burnin updates, switch at gamma x level
+    g2 = jnp.vdot(grad, grad).astype(state.smoothed.dtype)
+    weight = 1.0 / jnp.maximum(policy.burnin, 1).astype(g2.dtype)
+    smoothed = jnp.where(state.has_prev, state.smoothed + weight * (g2 - state.smoothed), g2)
+    noted = jnp.where((state.level < 0) & (state.count_iter > policy.burnin), smoothed, state.level)
+    by_norm = (noted >= 0) & (smoothed <= policy.gamma.astype(g2.dtype) * noted) & fits
+
+    # loss ratio: k0 sqrt(F(w_0) / F(w_t)), never decreasing
+    loss = loss.astype(state.level.dtype)
+    first_loss = jnp.where(state.has_prev, state.level, loss)
+    ratio = jnp.sqrt(first_loss / jnp.maximum(loss, jnp.finfo(loss.dtype).tiny))
+    by_loss = jnp.ceil(jnp.minimum(policy.k0 * ratio, policy.k_max.astype(ratio.dtype)))
+    by_loss = jnp.maximum(state.k, jnp.where(jnp.isfinite(by_loss), by_loss, state.k).astype(jnp.int32))
+
+    rule = policy.rule
+    switch = jnp.where(rule == RULES["algorithm1"], pflug, by_norm)
+    k = jnp.where(rule == RULES["loss_ratio"], by_loss, jnp.where(switch, k_next, state.k))
+    level = jnp.where(rule == RULES["loss_ratio"], first_loss, jnp.where(switch, -1.0, noted))
     return KPolicyState(
-        k=jnp.where(switch, k_next, state.k),
+        k=k,
         count_negative=jnp.where(switch, 0, count),
         count_iter=jnp.where(switch, 0, state.count_iter) + 1,
         prev_grad=grad,
         has_prev=jnp.bool_(True),
+        level=level.astype(state.level.dtype),
+        smoothed=smoothed,
     )

@@ -10,7 +10,9 @@ is always a flat vector ``w`` of ``num_params`` entries. The engine needs
 * ``shard_loss(w, i)``: worker i's loss alone, at a model only worker i holds (stale models
   of asynchronous schemes);
 * ``rows_loss(w, rows)``: the mean loss over a mini-batch of flat row indices (the async
-  paper's mini-batches, drawn from all rows).
+  paper's mini-batches, drawn from all rows);
+* ``excess_loss(problem, w)``: the error F(w) - F* that the curves record, in closed form
+  where there is one (least squares: a quadratic form in w - w*, d^2 work instead of m d).
 
 **When n does not divide m**, each shard gets s = m // n rows and the last m mod n rows are
 dropped, from the problem as a whole: F, F* and every constant are those of the n*s rows kept.
@@ -68,12 +70,19 @@ class LinearRegression:
     X (w - w*) + r*, with r* = X w* - y precomputed in float64: the same function as
     X w - y, but without the cancellation of two numbers of order |<x, w_bar>| ~ 3e4 that
     would cost float32 about three of its seven digits and blur errors below ~1e-3.
+
+    The error F(w) - F* = (1/2) (w - w*)^T H (w - w*) with H = X^T X / m (``hessian``, computed
+    on the host in float64): exact, because X^T r* = 0 at the least-squares solution, and free
+    of the cancellation in F(w) - F* (a sum of squares, never a difference). It costs d^2 per
+    evaluation instead of m d, and is kept only when d <= m (else H is larger than the data and
+    the error is evaluated from the residuals).
     """
 
     x: Array  # (n, s, d)
     w_star: Array  # (d,) least-squares solution
     r_star: Array  # (n, s) residuals at w_star, X w* - y
     f_star: Array  # ()
+    hessian: Array | None = None  # (d, d) X^T X / m over the kept rows; None: not kept (d > m)
 
     @property
     def num_params(self) -> int:
@@ -178,8 +187,14 @@ def linear_regression(x: np.ndarray, y: np.ndarray, n: int) -> LinearRegression:
     w_star = np.linalg.lstsq(xk, yk, rcond=None)[0]
     r_star = np.einsum("nsd,d->ns", xs, w_star) - ys
     f_star = 0.5 * np.mean(np.square(r_star))
+    m, d = xk.shape
+    hessian = jnp.asarray(xk.T @ xk / m) if d <= m else None
     return LinearRegression(
-        x=jnp.asarray(xs), w_star=jnp.asarray(w_star), r_star=jnp.asarray(r_star), f_star=jnp.asarray(f_star)
+        x=jnp.asarray(xs),
+        w_star=jnp.asarray(w_star),
+        r_star=jnp.asarray(r_star),
+        f_star=jnp.asarray(f_star),
+        hessian=hessian,
     )
 
 
@@ -242,6 +257,21 @@ def logistic_optimum(x: np.ndarray, targets: np.ndarray, reg: float, tol: float 
 def full_loss(problem: Problem, w: Array) -> Array:
     """F(w): the mean loss over all kept rows."""
     return jnp.mean(problem.shard_losses(w))
+
+
+def excess_loss(problem: Problem, w: Array, shard_losses: Array | None = None) -> Array:
+    """F(w) - F*, the error the curves record.
+
+    Least squares with its ``hessian``: (1/2) e^T H e, e = w - w* (see ``LinearRegression``).
+    Otherwise mean(shard_losses) - F*, from ``shard_losses`` (the (n,) shard losses at w) when
+    the caller has them, else computed here.
+    """
+    if isinstance(problem, LinearRegression) and problem.hessian is not None:
+        e = w - problem.w_star
+        return 0.5 * jnp.dot(e, problem.hessian @ e)
+    if shard_losses is None:
+        shard_losses = problem.shard_losses(w)
+    return jnp.mean(shard_losses) - problem.f_star
 
 
 def hessian_spectrum_linear(problem: LinearRegression) -> dict[str, float]:

@@ -15,7 +15,10 @@ from ``engine.delay_samples``, or draw them with ``draw_delays``):
    to the lower worker index, as in the engine);
 3. the residuals (linear) or logits (logistic) of all m rows at w_j, which give the error
    F(w_j) - F*, and the gradient g_j = (1/k) sum_{i in R_j} grad F_i(w_j) from the rows of the
-   selected shards only:
+   selected shards only (least squares with ``numpy_problem(..., quadratic_error=True)``: the
+   error as (1/2) e^T H e, H = X^T X / m, e = w - w*, d^2 work instead of m d, the way the
+   engine evaluates it, and the residuals of the selected shards only; the speed baseline
+   of ``fastk-jax bench`` runs so):
 
    - least squares, r = X (w - w*) + r*:  g = X_R^T r_R / (k s);
    - logistic, z = X W + b, p = sigmoid(z):  g_W = X_R^T (p_R - Y_R) / (k s C) + lam W / C,
@@ -62,7 +65,7 @@ class Trajectory(NamedTuple):
 class _Linear:
     """Least squares on n shards of s rows: F(w) = (1/2m) sum (x_l^T (w - w*) + r*_l)^2."""
 
-    def __init__(self, problem: Any):
+    def __init__(self, problem: Any, quadratic_error: bool = False):
         self.x = np.asarray(problem.x, np.float64)  # (n, s, d)
         self.w_star = np.asarray(problem.w_star, np.float64)
         self.r_star = np.asarray(problem.r_star, np.float64)  # (n, s)
@@ -70,10 +73,17 @@ class _Linear:
         n, s, d = self.x.shape
         self.rows = self.x.reshape(n * s, d)
         self.num_params = d
+        # F(w) - F* = (1/2) e^T H e exactly, as X^T r* = 0 (see problems.LinearRegression)
+        self.hessian = self.rows.T @ self.rows / (n * s) if quadratic_error else None
 
     def error_and_grad(self, w: np.ndarray, selected: np.ndarray) -> tuple[float, np.ndarray]:
         n, s, d = self.x.shape
         k = selected.shape[0]
+        if self.hessian is not None:
+            e = w - self.w_star
+            x_sel = self.x[selected].reshape(k * s, d)
+            r_sel = x_sel @ e + self.r_star[selected].reshape(k * s)
+            return 0.5 * float(e @ (self.hessian @ e)), x_sel.T @ r_sel / (k * s)
         r = (self.rows @ (w - self.w_star)).reshape(n, s) + self.r_star  # all rows, for the error
         error = 0.5 * np.mean(np.square(r)) - self.f_star
         x_sel = self.x[selected].reshape(k * s, d)
@@ -108,6 +118,19 @@ class _Logistic:
         grad_w = self.x[selected].reshape(k * s, d).T @ residual * scale + (self.reg / c) * weights
         grad_b = residual.sum(axis=0) * scale
         return float(error), np.concatenate([grad_w.ravel(), grad_b])
+
+
+def numpy_problem(problem: Any, quadratic_error: bool = False) -> _Linear | _Logistic:
+    """The problem's arrays in float64 (done once; ``simulate_run`` takes the result too).
+
+    ``quadratic_error`` (least squares only): the error from H = X^T X / m, as the engine
+    computes it, instead of from the residuals of all rows (the oracle's default, the same
+    formula as ``reference_schemes``)."""
+    if isinstance(problem, (_Linear, _Logistic)):
+        return problem
+    if hasattr(problem, "w_star") and hasattr(problem, "r_star"):
+        return _Linear(problem, quadratic_error)
+    return _numpy_problem(problem)
 
 
 def _numpy_problem(problem: Any) -> _Linear | _Logistic:

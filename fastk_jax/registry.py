@@ -62,11 +62,29 @@ def run_file(
     quick: bool = False,
     progress: Callable[[engine.Progress], None] | None = None,
     say: Callable[[str], None] = lambda msg: None,
+    checkpoint_every_s: float | None = None,
 ) -> Path:
     """Run the study in ``path`` and write its results into ``out`` (default results/NAME).
 
     Bad input raises ``ConfigError`` or ``DataError`` before anything is written.
+
+    A simulation study checkpoints into ``OUT.partial/`` (at most every ``checkpoint_every_s``
+    seconds, default ``$FASTK_CHECKPOINT_EVERY_S`` or 30; ``off`` in that variable: never), and
+    a run killed at any moment resumes from there when the same command runs again; the folder
+    goes once the results are written. If ``out`` already holds this study's complete results
+    (same resolved configuration, data and versions: ``summary.json``'s ``fingerprint``, and a
+    results.npz that matches its hash) they are reused, not recomputed; results of anything
+    else in ``out`` are replaced. ``FASTK_DISTRIBUTED=1`` starts ``jax.distributed`` first
+    (``engine.init_distributed``); then only process 0 writes.
     """
+    import os
+    import shutil
+
+    import jax
+
+    from . import checkpoint
+
+    engine.init_distributed()
     raw = study.read_toml(path)
     if "theory" in raw:
         return _run_theory(raw, Path(path).stem, out, quick, say)
@@ -77,15 +95,40 @@ def run_file(
     s = study.resolve(raw, seeds=seeds, default_name=Path(path).stem, quick=quick)
     out = Path(out) if out else Path("results") / s.name
     results.check_writable(out)
+    partial = out.parent / f"{out.name}.partial"
+    every = os.environ.get("FASTK_CHECKPOINT_EVERY_S", "30") if checkpoint_every_s is None else checkpoint_every_s
+    off = str(every).strip().lower() == "off"
+    try:
+        every = 0.0 if off else float(every)
+    except ValueError:
+        raise ConfigError("FASTK_CHECKPOINT_EVERY_S", f"must be seconds or 'off', got {every!r}") from None
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         prepared = study.prepare(s)  # loads the data: bad data fails here, before any output
-        say(f"fastk-jax: {s.name}: {len(prepared.labels)} configurations x {s.run['seeds']} seeds")
-        started = time.perf_counter()
-        labels, sim = study.run_study(s, progress=progress, prepared=prepared)
-        wall = time.perf_counter() - started
+        fingerprint = checkpoint.fingerprint({"config": s.as_dict(), "versions": versions()}, prepared.problem)
+        state = results.status(out, fingerprint)
+        if state != "complete":
+            say(f"fastk-jax: {s.name}: {len(prepared.labels)} configurations x {s.run['seeds']} seeds")
+            if state in ("other", "unreadable"):
+                say(f"fastk-jax: {out}/ holds {'other' if state == 'other' else 'unreadable'} results; replacing them")
+            if partial.is_dir():
+                say(f"fastk-jax: resuming from the checkpoints in {partial}/")
+            started = time.perf_counter()
+            labels = prepared.labels
+            sim = study.run_all(
+                prepared.problem,
+                prepared.configurations,
+                s.run,
+                progress,
+                checkpoint=None if off else partial,
+                checkpoint_every_s=every,
+            )
+            wall = time.perf_counter() - started
     for w in caught:
         print(f"fastk-jax: warning: {w.message}", file=sys.stderr)
+    if state == "complete":
+        say(f"fastk-jax: {s.name}: complete; reusing results in {out}/")
+        return out
 
     confs = prepared.configurations
     res = results.from_simulation(
@@ -122,6 +165,8 @@ def run_file(
             for c, label in enumerate(labels)
         ],
         "versions": versions(),
+        "fingerprint": fingerprint,  # of the resolved study, its data and the versions: a re-run reuses these results
+        "resumed_from_iterations": sim.resumed_from,
     }
 
     summary["reach"] = reach_table(res, s.report)
@@ -129,12 +174,15 @@ def run_file(
     if kind == "envelope":
         from . import metrics
 
-        env = metrics.envelope(res, [c for c, conf in enumerate(confs) if conf.policy["kind"] == "fixed"])
+        env = metrics.envelope(
+            res.bands["error"].mean, [c for c, conf in enumerate(confs) if conf.policy["kind"] == "fixed"]
+        )
         summary["envelope"] = envelope_table(res, env, s.report["levels"])
     if kind == "runtime_vs_k":
         panels = runtime_panels(confs, s.figure["iterations"], s.problem["n_workers"])
         summary["runtime_vs_k"] = _runtime_table(panels, res, s.figure["iterations"])
 
+    @plotting.quietly
     def figure(folder: Path) -> None:
         if kind == "error_vs_iterations":
             fig = plotting.error_vs_iterations(res, title=s.name)
@@ -148,7 +196,9 @@ def run_file(
             fig = plotting.error_vs_time(res, title=s.name)
         plotting.save_figure(fig, folder / "figure")
 
-    results.save(out, results.to_arrays(res), s.as_dict(), summary, figures=[figure])
+    if jax.process_index() == 0:
+        results.save(out, results.to_arrays(res), s.as_dict(), summary, figures=[figure])
+        shutil.rmtree(partial, ignore_errors=True)
     say(f"fastk-jax: wrote {out}/ ({wall:.1f} s, {sim.compile_s:.1f} s compiling)")
     for c in summary["configurations"]:
         say(f"  {c['label']:<24} final error {c['final_error']:.4g} +- {c['final_error_half_width']:.2g}")
@@ -277,6 +327,7 @@ def _schedule(policy) -> dict[str, Any]:
 def _run_theory(raw: dict[str, Any], default_name: str, out, quick: bool, say) -> Path:
     study._no_extra(raw, {"name", "description", "theory"}, "config")
     name = study._string(raw, "name", "config", default_name)
+    study._string(raw, "description", "config", "")  # config.json is the raw file: a date is not JSON
     params = raw["theory"]
     if not isinstance(params, dict):
         raise ConfigError("theory", "must be a table")

@@ -3,15 +3,24 @@
 
 Files are written into a fresh temporary folder beside the output folder and moved in only
 when all of them are complete, so an interrupted or failed run never leaves half a result.
+
+``results.npz`` carries its own manifest, the array ``fastk_manifest`` (a JSON string): the
+resolved configuration, the package, JAX and NumPy versions, and ``sha256``, a hash of every
+other array (``content_hash``: name, dtype, shape and bytes, in name order); ``summary.json``
+repeats the hash as ``results_sha256``. ``load`` recomputes it and refuses, with one line, a
+file that is truncated, corrupt, edited, or does not belong with the folder's summary.json
+and config.json.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 import shutil
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +29,9 @@ import numpy as np
 from .curves import Band, band
 from .engine import Simulation
 from .errors import FastkError
+
+MANIFEST = "fastk_manifest"  # the array of results.npz that holds its manifest
+FORMAT = "fastk-jax results 1"
 
 BANDS = ("error", "k", "downloads", "fetches", "updates", "iter_error", "reach_time", "reach_downloads", "reach_total")
 
@@ -104,20 +116,47 @@ def check_writable(out_dir: str | Path) -> None:
         raise FastkError(f"cannot write output folder {out_dir}: {existing} is not a writable folder")
 
 
+def content_hash(arrays: dict[str, np.ndarray]) -> str:
+    """sha256 of ``arrays`` in a canonical order: for each name in sorted order, the name, the
+    dtype, the shape and the C-order bytes."""
+    h = hashlib.sha256()
+    for name in sorted(arrays):
+        a = np.ascontiguousarray(np.asarray(arrays[name]))
+        h.update(f"{name}\0{a.dtype.str}\0{a.shape}\0".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def versions() -> dict[str, str]:
+    """The package, JAX and NumPy versions recorded with results."""
+    from .checkpoint import versions as _versions
+
+    return _versions()
+
+
 def save(
     out_dir: str | Path, arrays: dict[str, np.ndarray], config: dict[str, Any], summary: dict[str, Any], figures=()
 ) -> Path:
-    """Write ``arrays`` as results.npz, config.json, summary.json and ``figures`` (callables taking
-    a folder and writing files into it) atomically into ``out_dir``."""
+    """Write ``arrays`` as results.npz (with its manifest), config.json, summary.json (with
+    ``results_sha256`` and ``versions``) and ``figures`` (callables taking a folder and writing
+    files into it) atomically into ``out_dir``."""
     out_dir = Path(out_dir)
     check_writable(out_dir)
+    arrays = {name: np.asarray(a) for name, a in arrays.items()}
+    for name, a in arrays.items():
+        if a.dtype.hasobject or name == MANIFEST:  # object arrays would need pickle
+            raise ValueError(f"results array {name!r} cannot be saved (dtype {a.dtype})")
+    digest = content_hash(arrays)
+    config = finite_json(config)
+    summary = {**summary, "versions": summary.get("versions", versions()), "results_sha256": digest}
+    manifest = {"format": FORMAT, "sha256": digest, "versions": summary["versions"], "config": config}
     try:
         out_dir.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     except OSError as e:
         raise FastkError(f"cannot write output folder {out_dir}: {e.strerror or e}") from None
     try:
-        np.savez(staging / "results.npz", **arrays)
+        np.savez(staging / "results.npz", **arrays, **{MANIFEST: np.asarray(json.dumps(manifest, allow_nan=False))})
         for name, obj in (("config.json", config), ("summary.json", summary)):
             (staging / name).write_text(json.dumps(finite_json(obj), indent=2, allow_nan=False) + "\n")
         for draw in figures:
@@ -132,20 +171,57 @@ def save(
     return out_dir
 
 
-def load(path: str | Path) -> Results:
-    """Load results.npz (a folder or the file itself) without pickle."""
+def read_arrays(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, Any] | None]:
+    """results.npz's arrays (a folder or the file itself), without pickle, checked against its
+    manifest (returned; None for files written before manifests) and, for a folder, against its
+    summary.json and config.json. Raises FastkError naming the problem."""
     path = Path(path)
-    if path.is_dir():
+    folder = path if path.is_dir() else None
+    if folder is not None:
         path = path / "results.npz"
     try:
         with np.load(path, allow_pickle=False) as f:
             a = {k: f[k] for k in f.files}
     except FileNotFoundError:
         raise FastkError(f"no results at {path}") from None
-    except (OSError, ValueError, EOFError) as e:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
         raise FastkError(
-            f"{path} is not a readable results file: {str(e).splitlines()[0] if str(e) else type(e).__name__}"
+            f"{path} is not a readable results file (truncated or corrupt?): "
+            f"{str(e).splitlines()[0] if str(e) else type(e).__name__}"
         ) from None
+    if MANIFEST not in a:
+        return a, None
+    try:
+        manifest = json.loads(str(a.pop(MANIFEST)))
+        recorded = manifest["sha256"]
+    except (ValueError, KeyError, TypeError):
+        raise FastkError(f"{path} has an unreadable manifest: not a fastk-jax results file") from None
+    if content_hash(a) != recorded:
+        raise FastkError(f"{path} does not match its content hash: the file is corrupt or was edited")
+    if folder is not None:
+        for name, field, want in (
+            ("summary.json", "results_sha256", recorded),
+            ("config.json", None, manifest.get("config")),
+        ):
+            try:
+                doc = json.loads((folder / name).read_text())
+            except FileNotFoundError:
+                continue
+            except (OSError, ValueError) as e:
+                raise FastkError(f"{folder / name} is unreadable: {type(e).__name__}") from None
+            got = doc.get(field) if field and isinstance(doc, dict) else doc
+            if field and field not in doc:
+                continue
+            if got != want:
+                raise FastkError(f"{path} does not match {folder / name}: they come from different runs")
+    return a, manifest
+
+
+def load(path: str | Path) -> Results:
+    """Load results.npz (a folder or the file itself) without pickle, verified (``read_arrays``)."""
+    a, _ = read_arrays(path)
+    if Path(path).is_dir():
+        path = Path(path) / "results.npz"
     try:
         return Results(
             labels=a["labels"],
@@ -162,3 +238,18 @@ def load(path: str | Path) -> Results:
         )
     except KeyError as e:
         raise FastkError(f"{path} is missing array {e.args[0]!r}: not a fastk-jax results file") from None
+
+
+def status(out_dir: str | Path, fingerprint: str) -> str:
+    """What ``out_dir`` holds: ``"absent"`` (no results.npz), ``"complete"`` (results whose
+    summary.json has this ``fingerprint`` and that pass ``load``'s checks), ``"other"`` (results
+    of something else) or ``"unreadable"`` (results that fail the checks)."""
+    out_dir = Path(out_dir)
+    if not (out_dir / "results.npz").exists():
+        return "absent"
+    try:
+        read_arrays(out_dir)
+        summary = json.loads((out_dir / "summary.json").read_text())
+    except (FastkError, OSError, ValueError):
+        return "unreadable"
+    return "complete" if isinstance(summary, dict) and summary.get("fingerprint") == fingerprint else "other"

@@ -66,7 +66,7 @@ import optax
 
 from . import policies
 from .errors import ConfigError
-from .problems import Problem
+from .problems import Problem, excess_loss
 from .spec import RunSpec, SimConfig
 
 Array = jax.Array
@@ -131,6 +131,7 @@ class State(NamedTuple):
     fetches: Array  # () model vectors sent to learners so far, those at t_j included
     key: Array  # this run's key; iteration j uses fold_in(key, j)
     pending: Pending | None  # None for the cancelling schemes
+    slow: Array  # (n,) bool: the workers a Markov straggle chain has slowed (``spec.Straggle``)
 
 
 class Out(NamedTuple):
@@ -189,13 +190,30 @@ def _num_rows(problem: Problem) -> int:
     return problem.x.shape[0] * problem.x.shape[1]
 
 
+def _slowed(config: SimConfig, slow: Array, delays: Array) -> Array:
+    """Delays (n, ...) of workers, the slow ones multiplied by the straggle chain's factor."""
+    factor = jnp.where(slow, config.straggle.slow, 1.0).astype(delays.dtype)
+    return delays * factor.reshape((-1,) + (1,) * (delays.ndim - 1))
+
+
+def straggle_step(config: SimConfig, slow: Array, key: Array) -> Array:
+    """One step of every worker's two-state chain (key: the iteration's; draws of its own)."""
+    u = jax.random.uniform(jax.random.fold_in(key, 7), slow.shape)
+    chain = config.straggle
+    return jnp.where(slow, u < chain.stay, u < chain.enter)
+
+
 def init(problem: Problem, config: SimConfig, tx: optax.GradientTransformation, key: Array, spec: RunSpec) -> State:
     w = problem.init_params()
+    slow = (
+        jax.random.uniform(jax.random.fold_in(jax.random.fold_in(key, 0), 8), (spec.n,))
+        < config.straggle.slow_fraction()
+    )
     pending = None
     if not cancels(spec):
         finish, rows = initial_draws(config, key, spec, _num_rows(problem))
         pending = Pending(
-            finish=finish.astype(w.dtype),
+            finish=_slowed(config, slow, finish).astype(w.dtype),
             version=jnp.zeros(spec.n, jnp.int32),
             w=jnp.broadcast_to(w, (spec.n, w.size)),
             rows=rows,
@@ -210,16 +228,47 @@ def init(problem: Problem, config: SimConfig, tx: optax.GradientTransformation, 
         fetches=jnp.int32(spec.n),
         key=key,
         pending=pending,
+        slow=slow,
     )
+
+
+def _order_key(x: Array) -> Array:
+    """Unsigned integers in the order ``jnp.sort`` puts floats in: -0.0 as 0.0, NaN last."""
+    x = jnp.where(x == 0, jnp.zeros_like(x), x)
+    x = jnp.where(jnp.isnan(x), jnp.full_like(x, jnp.nan), x)
+    bits = jax.lax.bitcast_convert_type(x, jnp.dtype(f"int{8 * x.dtype.itemsize}"))
+    unsigned = jnp.dtype(f"uint{8 * x.dtype.itemsize}")
+    flip = jnp.where(bits < 0, ~bits, bits ^ jnp.iinfo(bits.dtype).min)  # monotone: negatives below
+    return jax.lax.bitcast_convert_type(flip, unsigned)
 
 
 def select_earliest(arrivals: Array, k: Array) -> tuple[Array, Array, Array]:
     """The k earliest of ``arrivals`` (any shape; ties broken by flat index): their 0/1 mask,
-    the k-th earliest time, and the mask of that k-th arrival alone."""
-    flat = arrivals.reshape(-1)
-    rank = jnp.argsort(jnp.argsort(flat, stable=True), stable=True).reshape(arrivals.shape)
-    selected = rank < k
-    return selected, jnp.max(jnp.where(selected, arrivals, -jnp.inf)), rank == k - 1
+    the k-th earliest time, and the mask of that k-th arrival alone.
+
+    The same as ranking by a stable argsort (``rank < k``), found without sorting: the k-th
+    smallest value by bisection over its bits (32 rounds of one comparison per arrival in
+    float32, 64 in float64), then among the arrivals equal to it the ones of lowest flat index.
+    XLA's sort on CPU costs several times more than this for the n of a study.
+    """
+    shape = arrivals.shape
+    key = _order_key(arrivals.reshape(-1))
+    bits = 8 * key.dtype.itemsize
+
+    def halve(_, bounds):  # the smallest v with #(key <= v) >= k lies in [lo, hi]
+        lo, hi = bounds
+        mid = lo + (hi - lo) // 2
+        enough = jnp.sum(key <= mid, dtype=jnp.int32) >= k
+        return jnp.where(enough, lo, mid + 1), jnp.where(enough, mid, hi)
+
+    top = jnp.iinfo(key.dtype).max
+    kth, _ = jax.lax.fori_loop(0, bits, halve, (jnp.zeros((), key.dtype), jnp.asarray(top, key.dtype)))
+    below, tied = key < kth, key == kth
+    place = jnp.cumsum(tied, dtype=jnp.int32)  # 1, 2, ... among the ties, by flat index
+    need = k - jnp.sum(below, dtype=jnp.int32)
+    selected = (below | (tied & (place <= need))).reshape(shape)
+    trigger = (tied & (place == need)).reshape(shape)
+    return selected, jnp.max(jnp.where(selected, arrivals, -jnp.inf)), trigger
 
 
 def _first(mask: Array, size: int) -> Array:
@@ -249,7 +298,11 @@ def step(
     batch, cancel = is_batch(spec), cancels(spec)
     k = policies.current_k(config.policy, state.policy, state.time, j)
     kf = k.astype(w.dtype)
-    draws = iteration_draws(config, jax.random.fold_in(state.key, j), spec, _num_rows(problem))
+    key_j = jax.random.fold_in(state.key, j)
+    draws = iteration_draws(config, key_j, spec, _num_rows(problem))
+    draws = draws._replace(  # computations started now run at the workers' current speeds
+        delays=_slowed(config, state.slow, draws.delays), restart=_slowed(config, state.slow, draws.restart)
+    )
     delays = draws.delays.astype(w.dtype)
 
     # 1. the arrival matrix: times relative to t_j when cancelling (ranks then follow the delays
@@ -272,20 +325,20 @@ def step(
         rows_now = draws.rows if cancel else jnp.roll(draws.rows, 1, axis=1)  # chain push r uses rows r - 1
         chosen = _first(weight_now.reshape(-1) > 0, most)
         rows_now = rows_now.reshape(-1, spec.batch_size)[chosen]
-        losses = problem.shard_losses(w)
+        losses = None  # F(w_j) from excess_loss alone
         _, pullback = jax.vjp(lambda v: jax.vmap(lambda rows: problem.rows_loss(v, rows))(rows_now), w)
         (grad,) = pullback(weight_now.reshape(-1)[chosen])
     elif cancel or batch:
         losses, pullback = jax.vjp(problem.shard_losses, w)
         (grad,) = pullback(weight_now.sum(axis=1))
     else:  # k_async: no push is at w_j
-        losses, grad = problem.shard_losses(w), jnp.zeros_like(w)
-    staleness = jnp.zeros(selected.shape, jnp.int32)
+        losses, grad = None, jnp.zeros_like(w)
+    stale = jnp.zeros(n, jnp.int32)  # staleness of column 0 (the other columns are at w_j)
     if not cancel:
         p = state.pending
-        staleness = staleness.at[:, 0].set(j - p.version)
+        stale = j - p.version
         distance2 = jnp.sum(jnp.square(w[None, :] - p.w), axis=1)
-        stale_weight = selected[:, 0].astype(w.dtype) * _factors(spec, config, j - p.version, distance2) / kf
+        stale_weight = selected[:, 0].astype(w.dtype) * _factors(spec, config, stale, distance2) / kf
         chosen = _first(selected[:, 0], most)
         if spec.gradients == "shard":
             stale_grads = jax.vmap(jax.grad(problem.shard_loss))(p.w[chosen], chosen)
@@ -296,19 +349,19 @@ def step(
     updates, opt_state = tx.update(grad, state.opt_state, w)
     w_next = optax.apply_updates(w, -config.eta.astype(grad.dtype) * updates)
 
-    bins = spec.staleness_bins
-    histogram = jnp.zeros(bins, jnp.int32).at[jnp.clip(staleness, 0, bins - 1)].add(selected.astype(jnp.int32))
+    histogram = _histogram(stale, selected, spec.staleness_bins, cancel)
 
     # 3. pending computations after the update
     pending = state.pending
     if not cancel:
         pending = _after_update(pending, selected, trigger, arrivals, draws, t_next, j, w, w_next, spec)
 
+    error = excess_loss(problem, w, losses)
     out = Out(
         time=state.time,
         iteration=j,
         k=k,
-        error=jnp.mean(losses) - problem.f_star,
+        error=error,
         downloads=state.downloads,
         fetches=state.fetches,
         staleness=histogram,
@@ -317,15 +370,28 @@ def step(
     new = State(
         w=w_next,
         opt_state=opt_state,
-        policy=policies.observe(config.policy, state.policy, grad),
+        policy=policies.observe(config.policy, state.policy, grad, error + problem.f_star),  # loss F(w_j)
         time=t_next.astype(state.time.dtype),
         iteration=j + 1,
         downloads=state.downloads + k,
         fetches=state.fetches + (n if cancel else k),
         key=state.key,
         pending=pending,
+        slow=straggle_step(config, state.slow, key_j),
     )
     return new, out
+
+
+def _histogram(stale: Array, selected: Array, bins: int, cancel: bool) -> Array:
+    """The staleness histogram of the applied gradients: only column 0 of the arrival matrix can
+    be stale (chained pushes are at w_j), and nothing is when cancelling. One-hot sums rather
+    than a scatter-add, which XLA runs as a loop on CPU."""
+    fresh = jnp.sum(selected[:, 0 if cancel else 1 :], dtype=jnp.int32)
+    first_bin = jnp.arange(bins) == 0
+    if cancel:
+        return jnp.where(first_bin, fresh, 0)
+    onehot = (jnp.clip(stale, 0, bins - 1)[:, None] == jnp.arange(bins)) & selected[:, :1]
+    return jnp.sum(onehot, axis=0, dtype=jnp.int32) + jnp.where(first_bin, fresh, 0)
 
 
 def _after_update(

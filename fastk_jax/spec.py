@@ -20,6 +20,25 @@ from .policies import KPolicy
 Array = jax.Array
 
 
+class Straggle(NamedTuple):
+    """Stragglers correlated over time: each worker is fast or slow, a two-state Markov chain
+    stepped at every update (fast -> slow with probability ``enter``, slow stays slow with
+    probability ``stay``); a slow worker's delays are multiplied by ``slow``. The first state is
+    drawn from the chain's stationary law, P[slow] = enter / (enter + 1 - stay). slow = 1: off."""
+
+    slow: Array = 1.0  # () time multiplier while slow
+    enter: Array = 0.0  # () P[fast -> slow] per update
+    stay: Array = 0.0  # () P[slow -> slow] per update
+
+    def slow_fraction(self) -> Array:
+        """The stationary probability that a worker is slow."""
+        return self.enter / jnp.maximum(self.enter + 1.0 - self.stay, 1e-30)
+
+    def mean_factor(self) -> Array:
+        """E[multiplier] under the stationary law: the mean delay grows by this factor."""
+        return 1.0 + self.slow_fraction() * (self.slow - 1.0)
+
+
 class SimConfig(NamedTuple):
     """One configuration: a k policy, a step size and a cluster (delay law + per-worker slowdown).
 
@@ -32,6 +51,7 @@ class SimConfig(NamedTuple):
     delay: DelayLaw
     slowdown: Array  # (n,) per-worker time multiplier
     lr_c: Array = 1.0  # () C of the staleness-compensated rate, eq. (13) of the async paper
+    straggle: Straggle = Straggle()  # Markov stragglers (off by default)
 
 
 def sample_delays(config: SimConfig, key: Array, n: int) -> Array:

@@ -29,7 +29,7 @@ import numpy as np
 
 from . import data, delays, engine, policies, problems, schemes
 from .errors import ConfigError
-from .spec import OPTIMIZERS, RunSpec, SimConfig, stack_configs
+from .spec import OPTIMIZERS, RunSpec, SimConfig, Straggle, stack_configs
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -213,6 +213,11 @@ def resolve(raw: dict, seeds: int | None = None, default_name: str = "study", qu
         raise ConfigError(
             "figure.kind", "an envelope needs one eta, one delay law, two or more fixed-k policies and another policy"
         )
+    for i, pol in enumerate(pols):
+        if pol["kind"] == "oracle" and len(_oracle_members(pol, pols)) < 2:
+            raise ConfigError(
+                f"policy[{i}].kind", "an oracle follows the envelope of two or more fixed-k policies of its scheme"
+            )
     if "reference" in report and (len(run["eta"]) > 1 or len(laws) > 1):
         raise ConfigError("report.reference", "a reference policy needs a study with one eta and one delay law")
     if figure["kind"] == "runtime_vs_k" and not any(p["kind"] == "fixed" for p in pols):
@@ -260,6 +265,7 @@ def _resolve_report(t: Any, labels: list[str]) -> dict:
     return out
 
 
+POLICY_KINDS = ("fixed", "schedule", "adaptive", "bound_optimal", "doubling", "oracle", "loss_ratio", "gradient_norm")
 FIGURES = ("error_vs_time", "error_vs_iterations", "runtime_vs_k", "communication", "envelope")
 
 
@@ -315,7 +321,7 @@ def _resolve_delays(t: Any, n: int, where: str = "delays") -> dict:
     if not isinstance(t, dict):
         raise ConfigError(where, "must be a table")
     try:
-        return _resolve_law(t, n)
+        return _resolve_markov(t, _resolve_law(t, n))
     except ConfigError as e:  # name the table the field is in
         if where == "delays" or not e.field.startswith("delays"):
             raise
@@ -328,7 +334,9 @@ def _resolve_law(t: dict, n: int) -> dict:
     if law not in delays.LAWS:
         raise ConfigError("delays.law", f"unknown delay law {law!r}; known: {', '.join(sorted(delays.LAWS))}")
     label = _string(t, "label", "delays", law)
-    params = {k: v for k, v in t.items() if k not in ("law", "label", "slowdown", "shift_per_row")}
+    if law == "trace":
+        return _resolve_trace(t, n, label)
+    params = {k: v for k, v in t.items() if k not in ("law", "label", "slowdown", "shift_per_row", "markov")}
     shift_per_row = 0.0
     if "shift_per_row" in t:  # work-dependent delays (App. E of the async paper): shift + b * shift_per_row
         if law != "shifted_exponential":
@@ -341,8 +349,7 @@ def _resolve_law(t: dict, n: int) -> dict:
             kind = "a non-empty list of numbers" if lists else "a number"
             raise ConfigError(f"{where}.{key}", f"must be {kind}, got {_show(value)}")
     instance = delays.make_law(law, **params)
-    with jax.enable_x64(True):  # the mean in float64, so that only a truly infinite mean is called infinite
-        mean = float(np.asarray(instance.mean()))
+    mean = _law_mean(instance)
     first = f"delays.{delays.parameter_names(law)[0]}"
     if not math.isfinite(mean):
         raise ConfigError(
@@ -355,6 +362,45 @@ def _resolve_law(t: dict, n: int) -> dict:
             f"the mean delay {mean:.3g} is outside [{TIME_RANGE[0]:g}, {TIME_RANGE[1]:g}], which float32 clocks "
             "cannot resolve; rescale the time unit",
         )
+    out = {"label": label, "law": law, **delays.law_params(instance)}
+    out |= {"slowdown": _resolve_slowdown(t, n, mean), "mean": mean}
+    if shift_per_row:
+        out["shift_per_row"] = shift_per_row
+    return out
+
+
+def _resolve_markov(t: dict, out: dict) -> dict:
+    """The optional ``markov = { slow, enter, stay }`` of a delay table (``spec.Straggle``):
+    stragglers that stay slow for a while. The cluster's mean delay, the time unit, becomes the
+    stationary mean."""
+    if "markov" not in t:
+        return out
+    m = t["markov"]
+    if not isinstance(m, dict):
+        raise ConfigError("delays.markov", "must be a table { slow = ..., enter = ..., stay = ... }")
+    _no_extra(m, {"slow", "enter", "stay"}, "delays.markov")
+    chain = Straggle(
+        slow=float(number(m, "slow", "delays.markov", strict_low=0, high=1e6)),
+        enter=float(number(m, "enter", "delays.markov", low=0, high=1)),
+        stay=float(number(m, "stay", "delays.markov", low=0, high=1)),
+    )
+    if chain.enter == 0 and chain.stay == 1:
+        raise ConfigError("delays.markov.stay", "with enter = 0 and stay = 1 the chain has no stationary law")
+    factor = 1.0 + chain.enter / (chain.enter + 1.0 - chain.stay) * (chain.slow - 1.0)
+    mean = out["mean"] * factor
+    if not TIME_RANGE[0] <= mean * max(out["slowdown"]) <= TIME_RANGE[1]:
+        raise ConfigError(
+            "delays.markov.slow", f"the mean delay becomes {mean:.3g}, which float32 clocks cannot resolve"
+        )
+    return {**out, "markov": chain._asdict(), "mean": mean, "mean_without_markov": out["mean"]}
+
+
+def _law_mean(instance: delays.DelayLaw) -> float:
+    with jax.enable_x64(True):  # the mean in float64, so that only a truly infinite mean is called infinite
+        return float(np.asarray(instance.mean()))
+
+
+def _resolve_slowdown(t: dict, n: int, mean: float) -> list[float]:
     slowdown = t.get("slowdown", 1.0)
     if not (_is_number(slowdown) or (isinstance(slowdown, list) and all(map(_is_number, slowdown)))):
         raise ConfigError("delays.slowdown", f"must be a number or a list of numbers, got {_show(slowdown)}")
@@ -365,10 +411,46 @@ def _resolve_law(t: dict, n: int) -> dict:
         raise ConfigError("delays.slowdown", f"must be a number or a list of n_workers={n} numbers")
     if not np.all(np.isfinite(values)) or np.any(values <= 0) or np.any(values * mean > TIME_RANGE[1]):
         raise ConfigError("delays.slowdown", "must be finite and > 0")
-    out = {"label": label, "law": law, **delays.law_params(instance), "slowdown": values.tolist(), "mean": mean}
-    if shift_per_row:
-        out["shift_per_row"] = shift_per_row
-    return out
+    return values.tolist()
+
+
+def _resolve_trace(t: dict, n: int, label: str) -> dict:
+    """A ``law = "trace"`` table: ``file``, a CSV of measured times (``data.read_trace``; a path
+    relative to the current directory) with one column per worker (n_workers columns) or one
+    column shared by all workers, resampled with replacement. The resolved table keeps the
+    path, the file's sha256 and a few statistics, not the times (``delay_law`` reloads them)."""
+    if "shift_per_row" in t:
+        raise ConfigError("delays.shift_per_row", "a trace has no work-dependent shift")
+    _no_extra(t, {"law", "label", "file", "slowdown", "markov"}, "delays")
+    path = _string(t, "file", "delays")
+    trace = data.load_trace(path)
+    columns = trace.table.shape[1]
+    if columns not in (1, n):
+        raise ConfigError(
+            "delays.file",
+            f"{path} has {columns} columns; a trace needs n_workers={n} (one per worker) or 1 (shared by all workers)",
+        )
+    instance = delays.make_law("trace", table=trace.table, counts=trace.counts)
+    mean = _law_mean(instance)
+    if trace.table.min() < TIME_RANGE[0] or trace.table.max() > TIME_RANGE[1]:
+        raise ConfigError(
+            "delays.file",
+            f"{path} has times from {trace.table.min():.3g} to {trace.table.max():.3g}, beyond "
+            f"[{TIME_RANGE[0]:g}, {TIME_RANGE[1]:g}], which float32 clocks cannot resolve; rescale the times",
+        )
+    with jax.enable_x64(True):
+        worker_means = np.asarray(instance.worker_means(), np.float64)
+    return {
+        "label": label,
+        "law": "trace",
+        "file": path,
+        "sha256": trace.sha256,
+        "columns": columns,
+        "samples": trace.counts.tolist(),
+        "worker_means": worker_means.tolist(),
+        "slowdown": _resolve_slowdown(t, n, mean),
+        "mean": mean,
+    }
 
 
 def _resolve_run(t: dict, seeds: int | None) -> dict:
@@ -443,14 +525,46 @@ def _resolve_policy(t: Any, i: int, n: int, run: dict) -> dict:
 
 
 def _resolve_kind(t: dict, i: int, n: int, where: str) -> dict:
-    kind = _string(t, "kind", where, choices=("fixed", "schedule", "adaptive", "bound_optimal"))
-    if kind == "bound_optimal":  # Theorem 1's schedule, built from the problem's constants in ``configurations``
+    kind = _string(t, "kind", where, choices=POLICY_KINDS)
+    if kind in ("bound_optimal", "oracle"):  # built in ``configurations`` / ``run_study``
         _no_extra(t, {"kind", "label"}, where)
-        out = {"kind": kind, "label": _string(t, "label", where, "bound-optimal (Theorem 1)")}
+        default = "bound-optimal (Theorem 1)" if kind == "bound_optimal" else "oracle (envelope)"
+        out = {"kind": kind, "label": _string(t, "label", where, default)}
         if not out["label"].strip():
             raise ConfigError(f"{where}.label", "must not be empty")
         return out
-    if kind == "fixed":
+    if kind == "doubling":
+        _no_extra(t, {"kind", "label", "k0", "every", "k_max"}, where)
+        out = {
+            "kind": kind,
+            "k0": number(t, "k0", where, integer=True, low=1),
+            "every": float(number(t, "every", where, strict_low=0, high=TIME_RANGE[1])),
+            "k_max": number(t, "k_max", where, n, integer=True, low=1),
+        }
+        if out["k_max"] < out["k0"]:
+            raise ConfigError(f"{where}.k_max", f"must be >= k0={out['k0']}, got {out['k_max']}")
+        default_label = f"doubling {out['k0']}->{out['k_max']} every {out['every']:g}"
+    elif kind == "loss_ratio":
+        _no_extra(t, {"kind", "label", "k0", "k_max"}, where)
+        out = {
+            "kind": kind,
+            "k0": number(t, "k0", where, integer=True, low=1),
+            "k_max": number(t, "k_max", where, n, integer=True, low=1),
+        }
+        default_label = f"loss ratio {out['k0']}->{out['k_max']}"
+    elif kind == "gradient_norm":
+        _no_extra(t, {"kind", "label", "k0", "k_max", "gamma", "burnin", "step", "factor"}, where)
+        out = {
+            "kind": kind,
+            "k0": number(t, "k0", where, integer=True, low=1),
+            "k_max": number(t, "k_max", where, n, integer=True, low=1),
+            "gamma": float(number(t, "gamma", where, strict_low=0, high=1)),
+            "burnin": number(t, "burnin", where, integer=True, low=1),
+            "step": number(t, "step", where, 0, integer=True, low=0),
+            "factor": number(t, "factor", where, 2, integer=True, low=1),
+        }
+        default_label = f"gradient norm {out['k0']}->{out['k_max']}"
+    elif kind == "fixed":
         _no_extra(t, {"kind", "label", "k"}, where)
         out = {"kind": kind, "k": number(t, "k", where, integer=True, low=1)}
         default_label = f"k={out['k']}"
@@ -497,6 +611,12 @@ def _resolve_kind(t: dict, i: int, n: int, where: str) -> dict:
 def build_policy(p: dict) -> policies.KPolicy:
     if p["kind"] == "fixed":
         return policies.fixed(p["k"])
+    if p["kind"] == "doubling":
+        return policies.doubling(p["k0"], p["every"], p["k_max"])
+    if p["kind"] == "loss_ratio":
+        return policies.loss_ratio(p["k0"], p["k_max"])
+    if p["kind"] == "gradient_norm":
+        return policies.gradient_norm(p["k0"], p["k_max"], p["gamma"], p["burnin"], step=p["step"], factor=p["factor"])
     if p["kind"] == "schedule":
         return policies.schedule(p["k0"], p["at"], p["ks"], by=p["by"])
     return policies.adaptive(p["k_min"], p["k_max"], p["thresh"], p["burnin"], step=p["step"], factor=p["factor"])
@@ -520,7 +640,11 @@ def build_problem(p: dict) -> problems.Problem:
 
 
 def delay_law(d: dict, batch_size: int) -> delays.DelayLaw:
-    """The resolved [delays] table's law; a work-dependent shift grows with the mini-batch size."""
+    """The resolved [delays] table's law; a work-dependent shift grows with the mini-batch size.
+    A trace is read again from its file (parsed once per content), which must not have changed."""
+    if d["law"] == "trace":
+        trace = data.load_trace(d["file"], sha256=d["sha256"])
+        return delays.make_law("trace", table=trace.table, counts=trace.counts)
     params = {k: d[k] for k in delays.parameter_names(d["law"])}
     if "shift_per_row" in d:
         params["shift"] = params["shift"] + batch_size * d["shift_per_row"]
@@ -570,10 +694,16 @@ def configurations(study: Study, problem: problems.Problem | None = None) -> lis
                         from .theory.constants import problem_constants
 
                         constants = problem_constants(problem)
-                    policy = bound_optimal(constants, law, slowdown, eta)
+                    # Markov stragglers enter as their stationary mean factor (Theorem 1 assumes iid
+                    # workers, independent over iterations: with them, the schedule is a heuristic)
+                    factor = float(Straggle(**d["markov"]).mean_factor()) if "markov" in d else 1.0
+                    policy = bound_optimal(constants, law, slowdown * factor, eta)
+                elif p["kind"] == "oracle":  # a stand-in until run_study knows the envelope: the smallest fixed k
+                    policy = policies.fixed(min(q["k"] for q in study.policies if q["kind"] == "fixed"))
                 else:
                     policy = build_policy(p)
-                config = SimConfig(policy, np.float64(eta), law, slowdown, np.float64(p["lr_c"]))
+                straggle = Straggle(*(np.float64(v) for v in d.get("markov", Straggle()._asdict()).values()))
+                config = SimConfig(policy, np.float64(eta), law, slowdown, np.float64(p["lr_c"]), straggle)
                 spec = RunSpec(
                     n=study.problem["n_workers"],
                     chunk=run["chunk"],
@@ -619,14 +749,87 @@ def prepare(study: Study) -> Prepared:
     return Prepared(problem, configurations(study, problem))
 
 
+def _oracle_members(oracle: dict, pols: list[dict]) -> list[dict]:
+    """The fixed-k policies whose envelope an oracle follows: those of its scheme settings."""
+    return [q for q in pols if q["kind"] == "fixed" and all(q[f] == oracle[f] for f in PER_POLICY)]
+
+
+def _follows(oracle: Configuration, conf: Configuration) -> bool:
+    """Whether ``conf`` is one of the fixed-k configurations whose envelope ``oracle`` follows:
+    same cluster, step size and scheme settings."""
+    return (
+        conf.policy["kind"] == "fixed"
+        and all(conf.policy[f] == oracle.policy[f] for f in PER_POLICY)
+        and {k: v for k, v in conf.delays.items() if k != "label"}
+        == {k: v for k, v in oracle.delays.items() if k != "label"}
+        and float(conf.config.eta) == float(oracle.config.eta)
+    )
+
+
+def oracle_schedule(time_grid: np.ndarray, error_mean: np.ndarray, ks: list[int]) -> policies.KPolicy:
+    """The oracle's k: at each grid time the fixed k whose mean error curve ``error_mean`` (one
+    row per k in ``ks``) is lowest, made non-decreasing (the running maximum: where curves are
+    close, noise makes the argmin flip between neighbours, and the bound-optimal k only grows,
+    Theorem 1), as a time schedule."""
+    from . import metrics
+
+    env = metrics.envelope(error_mean, np.arange(len(ks)))
+    best = np.where(env.best >= 0, np.asarray(ks)[np.maximum(env.best, 0)], 0)
+    k = np.maximum.accumulate(np.where(best > 0, best, min(ks)))
+    change = np.flatnonzero(np.diff(k)) + 1
+    return policies.schedule(int(k[0]), time_grid[change].tolist(), k[change].tolist(), by="time")
+
+
 def run_study(
     study: Study,
     progress: Callable[[engine.Progress], None] | None = None,
     prepared: Prepared | None = None,
+    **options,
 ) -> tuple[list[str], engine.Simulation]:
-    """Run every configuration of a study (``run_configurations``)."""
+    """Run every configuration of a study (``run_all``, with ``options``)."""
     prepared = prepared or prepare(study)
-    return prepared.labels, run_configurations(prepared.problem, prepared.configurations, study.run, progress)
+    return prepared.labels, run_all(prepared.problem, prepared.configurations, study.run, progress, **options)
+
+
+def run_all(
+    problem: problems.Problem,
+    confs: list[Configuration],
+    run: dict,
+    progress: Callable[[engine.Progress], None] | None = None,
+    iterations: int | None = None,
+    **options,
+) -> engine.Simulation:
+    """``run_configurations``, oracles second: the fixed-k configurations they follow run
+    first, and each oracle follows the lower envelope of their mean curves (``oracle_schedule``;
+    ``confs[c]`` of an oracle is replaced by the schedule it followed). Row c is ``confs[c]``."""
+    oracles = [c for c, conf in enumerate(confs) if conf.policy["kind"] == "oracle"]
+    if not oracles:
+        return run_configurations(problem, confs, run, progress, iterations, **options)
+    first = [c for c in range(len(confs)) if c not in oracles]
+    iterations = iterations or iterations_needed(confs, run)
+    checkpoint = options.pop("checkpoint", None)
+
+    def part(index: list[int], share: float, offset: float, name: str) -> engine.Simulation:
+        def part_progress(p):
+            if progress is not None:
+                progress(p._replace(fraction=offset + share * p.fraction))
+
+        where = {} if checkpoint is None else {"checkpoint": Path(checkpoint) / name}
+        return run_configurations(
+            problem, [confs[c] for c in index], run, part_progress, iterations, **options, **where
+        )
+
+    share = len(first) / len(confs)
+    pilot = part(first, share, 0.0, "pilot")
+    for c in oracles:
+        rows = [r for r, f in enumerate(first) if _follows(confs[c], confs[f])]
+        if len(rows) < 2:
+            raise ConfigError(confs[c].label, "an oracle follows the envelope of two or more fixed-k policies")
+        ks = [int(confs[first[r]].policy["k"]) for r in rows]
+        schedule = oracle_schedule(pilot.time_grid, pilot.summary.error.mean[rows], ks)
+        confs[c] = confs[c]._replace(config=confs[c].config._replace(policy=schedule))
+    follow = part(oracles, 1.0 - share, share, "oracle")
+    return engine.concatenate([pilot, follow], np.argsort(first + oracles).tolist())
 
 
 def iterations_needed(confs: list[Configuration], run: dict) -> int:
@@ -635,7 +838,14 @@ def iterations_needed(confs: list[Configuration], run: dict) -> int:
     if run["iterations"] is not None:
         return run["iterations"]
     fastest = min(engine.mean_iteration_time(c.config, c.spec, int(c.config.policy.k0)) for c in confs)
-    return max(1, math.ceil(run["time_horizon"] / fastest))
+    needed = run["time_horizon"] / fastest
+    limit = (INT_MAX - run["chunk"]) // 21  # engine.simulate stops at 20 x iterations + a chunk, in int32
+    if not needed <= limit:
+        raise ConfigError(
+            "run.time_horizon",
+            f"needs about {needed:.3g} updates, more than {limit}; shorten the horizon or set run.iterations",
+        )
+    return max(1, math.ceil(needed))
 
 
 def run_configurations(
@@ -644,18 +854,38 @@ def run_configurations(
     run: dict,
     progress: Callable[[engine.Progress], None] | None = None,
     iterations: int | None = None,
+    *,
+    checkpoint: str | Path | None = None,
+    checkpoint_every_s: float = 30.0,
+    seed_batch: int | None = None,
+    devices: list | None = None,
 ) -> engine.Simulation:
     """Run configurations of one problem and one resolved [run] table: those of one static
     setting (scheme, gradients, batch size, learning-rate rule) and one kind of delay law in
     one compiled, vmapped call, the groups in turn, on common grids (``iterations``: the
-    iteration grid's length, default ``iterations_needed``). Row c of the result is ``confs[c]``."""
+    iteration grid's length, default ``iterations_needed``). Row c of the result is ``confs[c]``.
+
+    ``checkpoint``: a folder where each group's state is saved (``group-G.npz``, at most every
+    ``checkpoint_every_s`` seconds and when the group finishes) and resumed from by a later call
+    with the same arguments (``engine.simulate``). ``seed_batch`` (default ``run.seed_batch`` if
+    the table has one) and ``devices``: how the seed axis runs (``engine.seed_layout``)."""
+    from .checkpoint import Store
+
+    store = None if checkpoint is None else Store(checkpoint, checkpoint_every_s)
+    if seed_batch is None:
+        seed_batch = run.get("seed_batch")
     groups: dict[tuple, list[int]] = {}  # configurations that share a compiled program
     for c, conf in enumerate(confs):
-        groups.setdefault((conf.spec, type(conf.config.delay)), []).append(c)
+        law = conf.config.delay  # its kind and its arrays' shapes (a trace's table, a mixture's terms)
+        shapes = tuple(np.shape(leaf) for leaf in jax.tree.leaves(law))
+        groups.setdefault((conf.spec, type(law), shapes), []).append(c)
     iterations = iterations or iterations_needed(confs, run)
     sims = []
-    for g, ((spec, _), members) in enumerate(groups.items()):
-        spec = spec._replace(max_k=max(policies.largest_k(confs[c].config.policy) for c in members))
+    for g, ((spec, _, _), members) in enumerate(groups.items()):
+        spec = spec._replace(
+            max_k=max(policies.largest_k(confs[c].config.policy) for c in members),
+            chunk=min(spec.chunk, iterations + 1),  # a chunk longer than the run would only waste updates
+        )
 
         def group_progress(p, g=g):
             if progress is not None:
@@ -673,6 +903,9 @@ def run_configurations(
                 grid_points=run["grid_points"],
                 divergence_factor=run["divergence_factor"],
                 progress=group_progress,
+                seed_batch=seed_batch,
+                devices=devices,
+                checkpoint=None if store is None else store.slot(f"group-{g}"),
             )
         )
     stacked = [c for members in groups.values() for c in members]

@@ -41,6 +41,7 @@ import itertools
 import json
 import math
 import re
+import shutil
 import sys
 import time
 import warnings
@@ -85,8 +86,10 @@ METRICS = (  # what a sweep figure can show (plotting.SWEEP_METRICS names them)
     "communication_to_eps",
     "diverged",
     "time_per_iteration",
+    "time_to_eps_over_best_fixed",
+    "error_at_deadline_over_best_fixed",
 )
-_PATH = re.compile(r"^(problem|delays|run|policy)(?:\[(\d+)\])?\.([A-Za-z_][A-Za-z0-9_]*)$")
+_PATH = re.compile(r"^(problem|delays|run|policy)(?:\[(\d+)\])?(?:\.([A-Za-z_][A-Za-z0-9_]*))?$")
 
 
 class Axis(NamedTuple):
@@ -101,6 +104,7 @@ class Sweep(NamedTuple):
     description: str
     base: dict  # the study tables, without [sweep]
     axes: list[Axis]
+    cases: list[dict]  # [[sweep.case]]: label, field overrides, eps, deadline (none: one case)
     eps: float
     deadline: float
     plot: dict
@@ -112,27 +116,35 @@ def _scalar(v: Any) -> bool:
     return isinstance(v, (int, float, str, bool))
 
 
-def _check_path(path: str, raw: dict) -> None:
+def _check_path(path: str, raw: dict, where: str = "sweep.axes") -> None:
     m = _PATH.match(path)
     if not m:
         raise ConfigError(
-            f"sweep.axes.{path}",
-            "must name a field as section.field or section[i].field (problem, delays, run, policy)",
+            f"{where}.{path}",
+            "must name a field as section.field or section[i].field, or a whole section (problem, delays, run, policy)",
         )
     section, index, field = m.group(1), m.group(2), m.group(3)
-    if section == "run" and field in FIXED_RUN_FIELDS:
-        raise ConfigError(f"sweep.axes.{path}", f"run.{field} fixes the grids every row shares and cannot be swept")
-    if section == "problem" and index is not None:
-        raise ConfigError(f"sweep.axes.{path}", "[problem] is one table: write problem.FIELD")
+    if section == "run" and (field is None or field in FIXED_RUN_FIELDS):
+        what = "[run] holds" if field is None else f"run.{field}"
+        raise ConfigError(f"{where}.{path}", f"{what} fixes the grids every row shares and cannot be swept")
+    if section in ("problem", "run") and index is not None:
+        raise ConfigError(f"{where}.{path}", f"[{section}] is one table: write {section}.FIELD")
     entries = raw.get(section)
     if index is not None and (not isinstance(entries, list) or int(index) >= len(entries)):
         count = len(entries) if isinstance(entries, list) else 0
-        raise ConfigError(f"sweep.axes.{path}", f"the study has {count} [[{section}]] tables")
+        raise ConfigError(f"{where}.{path}", f"the study has {count} [[{section}]] tables")
 
 
 def _set(raw: dict, path: str, value: Any) -> None:
-    """Set the field ``path`` of a parsed study (a copy) to ``value``."""
+    """Set the field ``path`` of a parsed study (a copy) to ``value`` (a whole section or
+    [[section]] entry when the path names no field)."""
     section, index, field = _PATH.match(path).groups()
+    if field is None:
+        if index is None:
+            raw[section] = copy.deepcopy(value)
+        else:
+            raw[section][int(index)] = copy.deepcopy(value)
+        return
     entries = raw.setdefault(section, {})
     if isinstance(entries, list):
         targets = entries if index is None else [entries[int(index)]]
@@ -153,16 +165,21 @@ def resolve(raw: dict, quick: bool = False, seeds: int | None = None, default_na
     t = raw.get("sweep")
     if not isinstance(t, dict):
         raise ConfigError("sweep", "must be a table")
-    study._no_extra(t, {"eps", "deadline", "axes", "plot", "quick"}, "sweep")
+    study._no_extra(t, {"eps", "deadline", "axes", "case", "plot", "quick"}, "sweep")
     q = t.get("quick", {})
     if not isinstance(q, dict):
         raise ConfigError("sweep.quick", "must be a table of eps, deadline and axes")
     study._no_extra(q, {"eps", "deadline", "axes"}, "sweep.quick")
     q = q if quick else {}
     base = {k: v for k, v in raw.items() if k != "sweep"}
-    axes_table = q.get("axes", t.get("axes"))
-    if not isinstance(axes_table, dict) or not axes_table:
-        raise ConfigError("sweep.axes", "needs at least one field = [values]")
+    cases = _resolve_cases(t.get("case", []), base)
+    for case in cases if quick else []:  # --quick's eps and deadline (shorter runs) win over the cases'
+        for key in ("eps", "deadline"):
+            if key in q:
+                case.pop(key, None)
+    axes_table = q.get("axes", t.get("axes", {}))
+    if not isinstance(axes_table, dict) or not (axes_table or cases):
+        raise ConfigError("sweep.axes", "needs at least one field = [values] (or [[sweep.case]] tables)")
     axes = []
     for path, values in axes_table.items():
         _check_path(path, base)
@@ -173,12 +190,13 @@ def resolve(raw: dict, quick: bool = False, seeds: int | None = None, default_na
         axes.append(Axis(path, list(values)))
     if len({a.path for a in axes}) != len(axes):
         raise ConfigError("sweep.axes", "an axis appears twice")
-    plot = _resolve_plot(t.get("plot", {}), axes)
+    plot = _resolve_plot(t.get("plot", {}), axes, cases)
     return Sweep(
         name=study._string(raw, "name", "config", default_name),
         description=study._string(raw, "description", "config", ""),
         base=base,
         axes=axes,
+        cases=cases,
         eps=_number(t, "eps", "sweep", q),
         deadline=_number(t, "deadline", "sweep", q),
         plot=plot,
@@ -187,12 +205,44 @@ def resolve(raw: dict, quick: bool = False, seeds: int | None = None, default_na
     )
 
 
-def _resolve_plot(t: Any, axes: list[Axis]) -> dict:
+def _resolve_cases(entries: Any, base: dict) -> list[dict]:
+    """[[sweep.case]] tables: named sets of field overrides (``"problem" = {...}`` replaces a
+    whole section), each with its own eps and deadline if given; the grid is cases x axes."""
+    if not isinstance(entries, list) or not all(isinstance(c, dict) for c in entries):
+        raise ConfigError("sweep.case", "must be [[sweep.case]] tables")
+    cases = []
+    for i, c in enumerate(entries):
+        where = f"sweep.case[{i}]"
+        label = study._string(c, "label", where)
+        fields = {k: v for k, v in c.items() if k not in ("label", "eps", "deadline")}
+        for path in fields:
+            _check_path(path, base, where)
+        case = {"label": label, "fields": fields}
+        for key in ("eps", "deadline"):
+            if key in c:
+                case[key] = float(study.number(c, key, where, strict_low=0))
+        cases.append(case)
+    labels = [c["label"] for c in cases]
+    if len(set(labels)) != len(labels):
+        raise ConfigError("sweep.case", f"labels must be distinct, got {labels}")
+    return cases
+
+
+BAR_COLUMNS = ("case", "cluster", "policy", "label")
+
+
+def _resolve_plot(t: Any, axes: list[Axis], cases: list[dict]) -> dict:
     if not isinstance(t, dict):
         raise ConfigError("sweep.plot", "must be a table")
-    study._no_extra(t, {"metric", "x", "y"}, "sweep.plot")
+    study._no_extra(t, {"metric", "x", "y", "kind"}, "sweep.plot")
+    kind = study._string(t, "kind", "sweep.plot", "bars" if not axes else "lines", choices=("lines", "bars"))
+    if kind == "bars":  # a bar per policy, grouped by cluster, a panel per case
+        return {"kind": kind, "metric": study._string(t, "metric", "sweep.plot", "time_to_eps", choices=METRICS)}
+    if not axes:
+        raise ConfigError("sweep.plot.kind", "lines and heat maps need [sweep.axes]; a sweep of cases draws bars")
     paths = tuple(a.path for a in axes)
     out = {
+        "kind": kind,
         "metric": study._string(t, "metric", "sweep.plot", "time_to_eps", choices=METRICS),
         "x": study._string(t, "x", "sweep.plot", paths[0], choices=paths),
     }
@@ -206,28 +256,30 @@ def _resolve_plot(t: Any, axes: list[Axis]) -> dict:
 class Point(NamedTuple):
     values: dict[str, Any]  # axis path -> value
     study: study.Study
+    case: dict  # its [[sweep.case]] ({"label": ""} without cases)
 
 
 def points(sweep: Sweep) -> list[Point]:
     """Every grid point's study, resolved and checked; a bad point names its values."""
     out = []
-    for combo in itertools.product(*(a.values for a in sweep.axes)):
+    for case, combo in itertools.product(sweep.cases or [None], itertools.product(*(a.values for a in sweep.axes))):
         values = dict(zip((a.path for a in sweep.axes), combo))
         raw = copy.deepcopy(sweep.base)
+        for path, value in (case["fields"] if case else {}).items():
+            _set(raw, path, value)
         for path, value in values.items():
             _set(raw, path, value)
         try:
             s = study.resolve(raw, seeds=sweep.seeds, default_name=sweep.name, quick=sweep.quick)
         except ConfigError as e:
-            where = ", ".join(f"{p}={v!r}" for p, v in values.items())
-            raise ConfigError(e.field, f"at sweep point {where}: {str(e).split(': ', 1)[1]}") from None
-        out.append(Point(values, s))
+            where = ", ".join(([f"case {case['label']!r}"] if case else []) + [f"{p}={v!r}" for p, v in values.items()])
+            raise ConfigError(e.field, f"at sweep point {where}: {e.problem}") from None
+        out.append(Point(values, s, case or {"label": "", "fields": {}}))
     first = out[0].study.run
     for p in out:
-        if p.study.run["time_horizon"] < sweep.deadline:
-            raise ConfigError(
-                "sweep.deadline", f"{sweep.deadline:g} is after run.time_horizon={first['time_horizon']:g}"
-            )
+        deadline = p.case.get("deadline", sweep.deadline)
+        if p.study.run["time_horizon"] < deadline:
+            raise ConfigError("sweep.deadline", f"{deadline:g} is after run.time_horizon={first['time_horizon']:g}")
         if any(p.study.run[f] != first[f] for f in FIXED_RUN_FIELDS):
             raise ConfigError("sweep.axes", "the points do not share run.time_horizon, seeds and grids")
     return out
@@ -246,15 +298,23 @@ class Row(NamedTuple):
     values: dict[str, Any]
     label: str
     unique: int  # index of the configuration that produced it
+    case: str
+    policy: str  # the [[policy]] label
+    cluster: str  # the [delays] label
+    eps: float
+    deadline: float
+    fixed_k: bool  # a fixed-k policy: one of the curves of the envelope
 
 
 def run_sweep(
     sweep: Sweep,
     progress: Callable[[engine.Progress], None] | None = None,
     say: Callable[[str], None] = lambda msg: None,
+    checkpoint: Path | None = None,
 ) -> tuple[list[Row], results.Results, dict]:
     """Run every distinct configuration of every point; return the rows, the distinct
-    configurations' results (on one time grid) and timings."""
+    configurations' results (on one time grid) and timings. ``checkpoint``: a folder where each
+    batch checkpoints (``batch-B/``) and resumes from, as a study does."""
     pts = points(sweep)
     problems: dict[str, Any] = {}  # problem table (JSON) -> built problem
     unique: dict[str, int] = {}
@@ -273,7 +333,19 @@ def run_sweep(
                 unique[key] = len(confs)
                 confs.append(conf)
                 batch_of.append(pkey)
-            rows.append(Row(p.values, conf.label, unique[key]))
+            rows.append(
+                Row(
+                    p.values,
+                    conf.label,
+                    unique[key],
+                    p.case["label"],
+                    conf.policy["label"],
+                    conf.delays["label"],
+                    p.case.get("eps", sweep.eps),
+                    p.case.get("deadline", sweep.deadline),
+                    conf.policy["kind"] == "fixed",
+                )
+            )
     run = pts[0].study.run
     iterations = study.iterations_needed(confs, run)
     batches = list(dict.fromkeys(batch_of))
@@ -289,7 +361,9 @@ def run_sweep(
             if progress is not None:
                 progress(pr._replace(fraction=(b + pr.fraction) / len(batches)))
 
-        sim = study.run_configurations(problems[pkey], [confs[c] for c in members], run, batch_progress, iterations)
+        batch = [confs[c] for c in members]
+        where = {} if checkpoint is None else {"checkpoint": Path(checkpoint) / f"batch-{b}"}
+        sim = study.run_all(problems[pkey], batch, run, batch_progress, iterations, **where)
         compile_s += sim.compile_s
         n = json.loads(pkey)["n_workers"]
         parts.append(
@@ -337,32 +411,63 @@ def _stack(parts: list[results.Results], index: np.ndarray) -> results.Results:
 
 
 def table(sweep: Sweep, rows: list[Row], res: results.Results) -> dict[str, np.ndarray]:
-    """The tidy table: a column per axis, ``label``, then ``COLUMNS``; a row per grid point and
-    configuration. Times are on the simulated clock (``mean_delay`` gives each row's unit)."""
-    r = metrics.reach(res, sweep.eps)
-    at = metrics.at_time(res, sweep.deadline)
-    err = res.bands["error"]
-    per_conf = {
-        "time_to_eps": r.time,
-        "time_to_eps_low": r.earliest,
-        "time_to_eps_high": r.latest,
-        "error_at_deadline": at.mean,
-        "error_at_deadline_half_width": at.half_width,
-        "final_error": err.mean[:, -1],
-        "final_error_half_width": err.half_width[:, -1],
-        "downloads_to_eps": r.downloads,
-        "communication_to_eps": r.total,
-        "diverged": res.diverged,
-        "time_per_iteration": res.time_per_iteration.mean,
-        "mean_delay": res.mean_delay,
-    }
+    """The tidy table: ``case`` (with [[sweep.case]]), a column per axis, ``label``, ``policy``,
+    ``cluster``, then ``COLUMNS`` and the regrets; a row per grid point and configuration.
+    Times are on the simulated clock (``mean_delay`` gives each row's unit).
+
+    Regrets against the best fixed k in hindsight: ``time_to_eps_over_best_fixed`` is the row's
+    time to reach eps over the soonest any fixed-k row of its point and cluster reaches it (the
+    time the lower envelope of the fixed-k curves reaches it), ``error_at_deadline_over_best_fixed``
+    its error at the deadline over the smallest of theirs (the envelope there). NaN where either
+    is missing."""
     index = np.array([row.unique for row in rows])
+    per_row: dict[str, np.ndarray] = {name: np.full(len(rows), np.nan) for name in COLUMNS}
+    err = res.bands["error"]
+    for eps, deadline in {(row.eps, row.deadline) for row in rows}:
+        mine = np.array([(row.eps, row.deadline) == (eps, deadline) for row in rows])
+        r, at = metrics.reach(res, eps), metrics.at_time(res, deadline)
+        per_conf = {
+            "time_to_eps": r.time,
+            "time_to_eps_low": r.earliest,
+            "time_to_eps_high": r.latest,
+            "error_at_deadline": at.mean,
+            "error_at_deadline_half_width": at.half_width,
+            "final_error": err.mean[:, -1],
+            "final_error_half_width": err.half_width[:, -1],
+            "downloads_to_eps": r.downloads,
+            "communication_to_eps": r.total,
+            "diverged": res.diverged,
+            "time_per_iteration": res.time_per_iteration.mean,
+            "mean_delay": res.mean_delay,
+        }
+        for name in COLUMNS:
+            per_row[name][mine] = np.asarray(per_conf[name], np.float64)[index[mine]]
     out: dict[str, np.ndarray] = {}
+    if sweep.cases:
+        out["case"] = np.array([row.case for row in rows], dtype=str)
     for axis in sweep.axes:
         out[axis.path] = np.array([row.values[axis.path] for row in rows])
-    out["label"] = np.array([row.label for row in rows], dtype=str)
+    for name in ("label", "policy", "cluster"):
+        out[name] = np.array([getattr(row, name) for row in rows], dtype=str)
     for name in COLUMNS:
-        out[name] = np.asarray(per_conf[name])[index]
+        out[name] = per_row[name].astype(int) if name == "diverged" else per_row[name]
+    for name in ("time_to_eps", "error_at_deadline"):
+        out[f"{name}_over_best_fixed"] = _over_best_fixed(rows, per_row[name])
+    return out
+
+
+def _over_best_fixed(rows: list[Row], values: np.ndarray) -> np.ndarray:
+    """Each row's value over the smallest value of the fixed-k rows of its point and cluster."""
+    groups: dict[tuple, list[int]] = {}
+    for r, row in enumerate(rows):
+        groups.setdefault((row.case, json.dumps(row.values, sort_keys=True), row.cluster), []).append(r)
+    out = np.full(len(rows), np.nan)
+    for members in groups.values():
+        fixed = [values[r] for r in members if rows[r].fixed_k and np.isfinite(values[r])]
+        if fixed:
+            best = min(fixed)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                out[members] = values[members] / best
     return out
 
 
@@ -404,7 +509,10 @@ def run_file(
     started = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        rows, res, timing = run_sweep(sweep, progress, say)
+        partial = out.parent / f"{out.name}.partial"
+        if partial.is_dir():
+            say(f"fastk-jax: resuming from the checkpoints in {partial}/")
+        rows, res, timing = run_sweep(sweep, progress, say, checkpoint=partial)
     wall = time.perf_counter() - started
     for message in dict.fromkeys(str(w.message) for w in caught):
         print(f"fastk-jax: warning: {message}", file=sys.stderr)
@@ -469,8 +577,40 @@ def run_file(
         )
 
     results.save(out, arrays, config, summary, figures=[write_csv, figure])
+    shutil.rmtree(partial, ignore_errors=True)
+    say(format_table(columns))
     say(f"fastk-jax: wrote {out}/ ({wall:.1f} s, {timing['compile_s']:.1f} s compiling): {len(rows)} rows in sweep.csv")
     return out
+
+
+PRINTED = (
+    "time_to_eps",
+    "error_at_deadline",
+    "communication_to_eps",
+    "time_to_eps_over_best_fixed",
+    "error_at_deadline_over_best_fixed",
+    "diverged",
+)
+
+
+def format_table(columns: dict[str, np.ndarray], limit: int = 80) -> str:
+    """The table's key columns as aligned text (the first ``limit`` rows; sweep.csv has all)."""
+    names = [n for n in columns if n not in COLUMNS and not n.endswith("_over_best_fixed") and n != "label"]
+    names += list(PRINTED)
+    cells = [[n.replace("_over_best_fixed", "/best fixed") for n in names]]
+    for r in range(min(limit, len(columns["label"]))):
+        cells.append(["-" if _cell(columns[n][r]) == "" else _short(columns[n][r]) for n in names])
+    widths = [max(len(row[i]) for row in cells) for i in range(len(names))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells]
+    if len(columns["label"]) > limit:
+        lines.append(f"... {len(columns['label']) - limit} more rows in sweep.csv")
+    return "\n".join(lines)
+
+
+def _short(v: Any) -> str:
+    if isinstance(v, (float, np.floating)):
+        return format(float(v), ".4g")
+    return _cell(v)
 
 
 def _configurations_of(rows: list[Row], label: str) -> set[int]:

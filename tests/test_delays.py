@@ -15,6 +15,7 @@ LAWS = [
     ("lognormal", {"mu": 0.0, "sigma": 0.5}),
     ("weibull", {"shape": 1.5, "scale": 2.0}),
     ("hyperexponential", {"probs": [0.9, 0.1], "rates": [2.0, 0.2]}),
+    ("trace", {"table": [[1.0], [2.0], [4.0], [4.0]], "counts": [4]}),  # one pool shared by all workers
 ]
 
 
@@ -63,9 +64,54 @@ def test_pareto_mean_is_infinite_for_shape_at_most_one():
         ("hyperexponential", {"probs": [0.5, 0.6], "rates": [1.0, 2.0]}, "delays.probs"),
         ("exponential", {}, "delays.rate"),
         ("exponential", {"rate": 1.0, "shape": 2.0}, "delays.shape"),
+        ("trace", {"table": [[1.0, 2.0], [0.0, 1.0]], "counts": [2, 2]}, "delays.table"),
+        ("trace", {"table": [[1.0, 2.0], [np.nan, 1.0]], "counts": [1, 2]}, "delays.table"),
+        ("trace", {"table": [[1.0, 2.0]], "counts": [1, 2]}, "delays.counts"),
+        ("trace", {"table": [[1.0, 2.0]], "counts": [1, 0]}, "delays.counts"),
+        ("trace", {"table": [[1.0, 2.0]], "counts": [1]}, "delays.counts"),
+        ("trace", {"table": [1.0, 2.0], "counts": [2]}, "delays.table"),
     ],
 )
 def test_bad_parameters_name_the_field(name, params, field):
     with pytest.raises(ConfigError) as e:
         delays.make_law(name, **params)
     assert str(e.value).startswith(field)
+
+
+# ragged per-worker columns; 99 is padding, never drawn
+TRACE_COLUMNS = [[1.0, 2.0, 2.0, 5.0], [0.5, 3.0, 99.0, 99.0], [7.0, 99.0, 99.0, 99.0]]
+
+
+def trace_law():
+    table = np.array(TRACE_COLUMNS).T
+    return delays.make_law("trace", table=table, counts=[4, 2, 1])
+
+
+def test_trace_draws_each_workers_own_column_uniformly():
+    law, draws = trace_law(), 40_000
+    x = np.asarray(law.sample(jax.random.key(3), (3, draws)), np.float64)
+    for worker, column in enumerate(TRACE_COLUMNS):
+        entries = column[: int(law.counts[worker])]
+        assert set(np.unique(x[worker])) <= set(entries)
+        for value in set(entries):
+            p = entries.count(value) / len(entries)
+            hits = np.sum(x[worker] == value)
+            assert abs(hits - draws * p) <= 5 * np.sqrt(draws * p * (1 - p)) + 1e-9
+
+
+def test_trace_mean_is_the_average_of_the_worker_means():
+    law = trace_law()
+    np.testing.assert_allclose(np.asarray(law.worker_means()), [2.5, 1.75, 7.0], rtol=1e-6)
+    assert float(law.mean()) == pytest.approx((2.5 + 1.75 + 7.0) / 3, rel=1e-6)
+
+
+def test_trace_vmaps_over_stacked_tables_with_worker_axis_first():
+    law = trace_law()
+    slower = delays.make_law("trace", table=2 * np.asarray(law.table), counts=np.asarray(law.counts))
+    stacked = jax.tree.map(lambda *v: np.stack(v), law, slower)
+    draws = jax.jit(jax.vmap(lambda l, k: l.sample(k, (3, 5))))(stacked, jax.random.split(jax.random.key(4), 2))
+    assert draws.shape == (2, 3, 5)
+    np.testing.assert_allclose(np.asarray(draws[:, 2]), [[7.0] * 5, [14.0] * 5])
+    np.testing.assert_allclose(np.asarray(stacked.mean()), float(law.mean()) * np.array([1.0, 2.0]), rtol=1e-6)
+    with pytest.raises(ValueError, match="worker"):
+        law.sample(jax.random.key(0), (4,))

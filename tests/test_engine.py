@@ -1,12 +1,14 @@
 """The engine against closed forms, its compile-once promise, divergence handling and
 the adaptive policy's behaviour on the paper's Fig. 3 setup."""
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from fastk_jax import curves, delays, engine, policies, problems, schemes
 from fastk_jax.data import synthetic_linear
+from fastk_jax.errors import ConfigError
 from fastk_jax.spec import RunSpec, SimConfig, stack_configs
 
 
@@ -214,3 +216,44 @@ def test_divergence_counts_only_on_the_grids():
     assert curves.record(fresh, grids, out(9.0, 30, np.nan)).diverged  # before the horizon
     assert curves.record(fresh, grids, out(9.0, 30, 2e6)).diverged  # exploded
     assert not curves.record(fresh, grids, out(9.0, 30, 5e5)).diverged
+
+
+def test_memory_guard_splits_the_seed_axis_and_refuses_only_when_one_seed_does_not_fit(monkeypatch):
+    """When all seeds do not fit, they run in batches of the same compiled program, combined on
+    the host: bit for bit the run with that ``seed_batch`` (``test_sharding``: within float32
+    rounding of one call)."""
+    n, seeds = 10, 5
+    prob = _linear(m=3000, d=4, n=n)  # a run's temporaries (a value per data row) outweigh its curves
+    law = delays.make_law("exponential", rate=1.0)
+    cfg = _configs([policies.fixed(3), policies.adaptive(2, 8, 3, 5, step=2)], 1e-4, law, n)
+    spec = RunSpec(n=n, chunk=20, max_k=8)
+    kwargs = {"seeds": seeds, "time_horizon": 5.0, "iterations": 40, "spec": spec, "grid_points": 30}
+    per_run = engine.memory_estimate(prob, spec, 2, 1, 30, 200) - engine.memory_estimate(prob, spec, 2, 0, 30, 200)
+    two = engine.memory_estimate(prob, spec, 2, 2, 30, 200) + engine.summary_memory(2, seeds, 30, 200, 32)
+    monkeypatch.setattr(engine, "available_memory", lambda: int((two + per_run / 2) / 0.8))
+    assert engine.seed_layout(prob, spec, 2, seeds, 30, 200) == engine.SeedLayout(block=2, devices=1, batches=3)
+    with pytest.warns(UserWarning, match="3 batches of 2"):
+        split = engine.simulate(prob, cfg, **kwargs)
+    batched = engine.simulate(prob, cfg, **kwargs, seed_batch=2)
+    pairs = zip(jax.tree.leaves(split.summary), jax.tree.leaves(batched.summary))
+    assert all(np.array_equal(a, b, equal_nan=True) for a, b in pairs)
+    assert split.summary.final_time.shape == (2, seeds) and np.all(split.summary.diverged == 0)
+    monkeypatch.setattr(engine, "available_memory", lambda: int(0.5 * two / 0.8))
+    with pytest.raises(ConfigError, match="one seed per device at a time"):
+        engine.simulate(prob, cfg, **kwargs)
+
+
+def test_chunk_size_changes_nothing_but_the_updates_made():
+    """Curves, bands and counts do not depend on the chunk size; only the number of updates the
+    runs make (whole chunks, until every run has passed the horizon), and so their final clocks."""
+    n = 10
+    prob = _linear(m=60, d=4, n=n)
+    law = delays.make_law("exponential", rate=1.0)
+    cfg = _configs([policies.fixed(3), policies.fixed(n)], 1e-3, law, n)  # the shapes of the cut-short test
+    kwargs = {"seeds": 3, "time_horizon": 3.0, "iterations": 60}
+    sims = {c: engine.simulate(prob, cfg, **kwargs, spec=RunSpec(n=n, chunk=c)) for c in (20, 25)}
+    assert [s.iterations for s in sims.values()] == [80, 75]
+    for name, field in sims[20].summary._asdict().items():
+        a, b = jax.tree.leaves(field), jax.tree.leaves(getattr(sims[25].summary, name))
+        equal = all(np.array_equal(x, y, equal_nan=True) for x, y in zip(a, b))
+        assert equal == (name not in ("final_time", "iterations")), name

@@ -686,7 +686,6 @@ def test_bad_seeds_argument(seeds, tmp_path, capsys):
     assert check_cli(tmp_path, config, capsys, ["--seeds", seeds]) == 2
 
 
-@pytest.mark.xfail(strict=True, reason="engine.simulate / study.iterations_needed: iterations beyond int32 (see notes)")
 def test_horizon_beyond_int32_iterations(tmp_path, capsys):
     """Without run.iterations, time_horizon / mean iteration time iterations: 4e29 here, an
     OverflowError in jnp.linspace (and a silent int32 wrap, then a near-endless run, at 4e9)."""

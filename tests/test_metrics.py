@@ -62,7 +62,7 @@ def test_envelope_is_the_pointwise_best_fixed_k_and_regret_is_measured_against_i
     slow = np.array([10.0, 8.0, 4.0, 0.5, 0.1])  # slow to a low floor
     policy = np.array([10.0, 4.0, 2.0, 0.5, 0.2])  # between: twice the envelope, then on it, then twice
     res = _results(np.vstack([fast, slow, policy]), np.zeros((3, 5)), np.zeros((3, 5)), np.zeros((3, 5)))
-    env = metrics.envelope(res, [0, 1])
+    env = metrics.envelope(res.bands["error"].mean, [0, 1])
     np.testing.assert_array_equal(env.error, [10.0, 2.0, 1.0, 0.5, 0.1])
     np.testing.assert_array_equal(env.best, [0, 0, 0, 1, 1])
     reg = metrics.regret(res, env, levels=[1.0, 0.15])

@@ -31,10 +31,10 @@ def _drive(p, signs):
     state = policies.init(p, 1, jnp.float32)
     g = jnp.ones(1)
     ks, counts = [], []
-    state = policies.observe(p, state, g)  # first gradient: nothing to compare with
+    state = policies.observe(p, state, g, jnp.float32(1.0))  # first gradient: nothing to compare with
     for s in signs:
         g = g * s
-        state = policies.observe(p, state, g)
+        state = policies.observe(p, state, g, jnp.float32(1.0))
         ks.append(int(state.k))
         counts.append(int(state.count_negative))
     return ks, counts
@@ -42,7 +42,7 @@ def _drive(p, signs):
 
 def test_first_gradient_leaves_the_counter_alone():
     p = _stacked(policies.adaptive(1, 4, thresh=0, burnin=0, step=1))
-    state = policies.observe(p, policies.init(p, 1, jnp.float32), jnp.ones(1))
+    state = policies.observe(p, policies.init(p, 1, jnp.float32), jnp.ones(1), jnp.float32(1.0))
     assert int(state.count_negative) == 0 and int(state.k) == 1 and int(state.count_iter) == 2
 
 
@@ -107,3 +107,44 @@ def test_growth_past_int32_never_switches():
 def test_stack_pads_schedules():
     s = policies.stack([policies.fixed(3), policies.schedule(1, [1.0, 2.0], [2, 3])])
     assert s.at.shape == (2, 2) and np.all(np.isinf(s.at[0]))
+
+
+def _feed(p, grads, losses):
+    p = _stacked(p)
+    state = policies.init(p, 1, jnp.float32)
+    ks = []
+    for g, loss in zip(grads, losses):
+        state = policies.observe(p, state, jnp.asarray([g], jnp.float32), jnp.float32(loss))
+        ks.append(int(policies.current_k(p, state, jnp.float32(0), jnp.int32(0))))
+    return ks, state
+
+
+def test_loss_ratio_rule_follows_k0_sqrt_of_the_loss_ratio_and_never_decreases():
+    losses = [100.0, 100.0, 25.0, 4.0, 50.0, 1.0, 0.01]
+    ks, _ = _feed(policies.loss_ratio(2, 12), [1.0] * len(losses), losses)
+    # F(w_0) = 100: 2 sqrt(100 / F) = 2, 2, 4, 10, (2.8 -> stays 10), 20 -> 12 (capped), 12
+    assert ks == [2, 2, 4, 10, 10, 12, 12]
+
+
+def test_gradient_norm_rule_steps_up_when_the_smoothed_norm_falls_to_gamma_times_its_level():
+    p = policies.gradient_norm(1, 8, gamma=0.25, burnin=1, factor=2)  # weight 1: no smoothing
+    # level noted after burnin=1 update (count_iter 2 > 1): ||g||^2 = 4 at the 2nd update
+    grads = [2.0, 2.0, 1.5, 1.0, 3.0, 3.0, 1.5, 1.0]
+    ks, _ = _feed(p, grads, [1.0] * len(grads))
+    # 4th update: 1 <= 0.25 * 4 -> k = 2, level reset; again noted at 9 (two updates later);
+    # 1.5^2 = 2.25 <= 0.25 * 9 -> k = 4
+    assert ks == [1, 1, 1, 2, 2, 2, 4, 4]
+    with pytest.raises(ConfigError, match="gamma"):
+        policies.check(policies.gradient_norm(1, 8, gamma=1.5, burnin=1), n=10)
+
+
+def test_rules_stack_with_the_others_and_keep_algorithm1_unchanged():
+    stacked = policies.stack(
+        [
+            policies.fixed(3),
+            policies.adaptive(1, 4, 0, 0, step=1),
+            policies.loss_ratio(1, 4),
+            policies.doubling(1, 1.0, 4),
+        ]
+    )
+    assert stacked.rule.tolist() == [0, 0, 1, 0] and stacked.adaptive.tolist() == [False, True, True, False]

@@ -100,3 +100,39 @@ def test_digits_problem_builds():
     p = problems.logistic_regression(x[:300], labels[:300], 20, 0.01, 10)
     assert p.x.shape == (20, 15, 64) and p.num_params == 650
     assert 0 < float(p.f_star) < np.log(2)
+
+
+def test_excess_loss_is_the_quadratic_form_through_the_hessian():
+    """F(w) - F* = (1/2) e^T H e exactly (X^T r* = 0), in float64 against the residuals; in
+    float32 it keeps its relative accuracy near w*, where F(w) - F* loses digits to cancellation."""
+    x, y, _ = synthetic_linear(200, 8, 1)
+    rng = np.random.default_rng(0)
+    with jax.enable_x64(True):
+        p = problems.linear_regression(x, y, 5)
+        np.testing.assert_allclose(p.hessian, x.T @ x / 200, rtol=1e-12)
+        for scale in (1.0, 1e-3):
+            w = p.w_star + scale * rng.normal(size=8)
+            direct = float(problems.full_loss(p, w) - p.f_star)
+            assert float(problems.excess_loss(p, w)) == pytest.approx(direct, rel=1e-9)
+    p32 = problems.linear_regression(x, y, 5)
+    e = 1e-4 * rng.normal(size=8)
+    w = jnp.asarray(np.asarray(p32.w_star, np.float64) + e, jnp.float32)
+    e32 = np.asarray(w, np.float64) - np.asarray(p32.w_star, np.float64)  # e as rounded to float32
+    exact = 0.5 * e32 @ (x.T @ x / 200) @ e32
+    assert float(problems.excess_loss(p32, w)) == pytest.approx(exact, rel=1e-5)
+
+
+def test_excess_loss_without_the_hessian_uses_the_shard_losses():
+    """d > m: H would be larger than the data, so it is not kept; the error comes from the
+    residuals (and from shard losses the caller passes, for logistic regression too)."""
+    x, y, _ = synthetic_linear(6, 10, 0)
+    p = problems.linear_regression(x, y, 3)
+    assert p.hessian is None
+    w = jnp.arange(10.0) / 10
+    assert float(problems.excess_loss(p, w)) == pytest.approx(float(problems.full_loss(p, w) - p.f_star), rel=1e-6)
+    xl, labels = _logistic_data(m=40, d=3, classes=2)
+    q = problems.logistic_regression(xl, labels, 4, 0.1, 2)
+    v = jnp.ones(q.num_params) / 4
+    losses = q.shard_losses(v)
+    assert float(problems.excess_loss(q, v, losses)) == pytest.approx(float(jnp.mean(losses) - q.f_star))
+    assert float(problems.excess_loss(q, v)) == pytest.approx(float(jnp.mean(losses) - q.f_star))

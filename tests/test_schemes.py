@@ -4,10 +4,11 @@ same random numbers, in float64; and the engine's runtime and staleness against 
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from fastk_jax import data, delays, engine, policies, problems, reference_schemes
+from fastk_jax import data, delays, engine, policies, problems, reference_schemes, schemes
 from fastk_jax.spec import RunSpec, SimConfig, stack_configs
 from fastk_jax.theory import async_theory
 
@@ -131,3 +132,42 @@ def test_time_per_iteration_and_fresh_fraction_follow_the_theory(scheme):
             p0 = async_theory.p0_exponential(n, k if scheme == "k_async" else 1)
             se = fresh[c].std(ddof=1) / np.sqrt(seeds)
             assert abs(fresh[c].mean() - p0) <= 4 * se + 1e-12, (k, fresh[c].mean(), p0, se)
+
+
+def _ranked(arrivals, k):
+    """select_earliest as it was written first: ranks from a stable double argsort."""
+    flat = arrivals.reshape(-1)
+    rank = jnp.argsort(jnp.argsort(flat, stable=True), stable=True).reshape(arrivals.shape)
+    selected = rank < k
+    return selected, jnp.max(jnp.where(selected, arrivals, -jnp.inf)), rank == k - 1
+
+
+@pytest.mark.parametrize("x64", [False, True])
+def test_select_earliest_is_the_stable_ranking(x64):
+    """Bisection over the bits gives exactly the stable argsort's choice: ties (by flat index),
+    -0.0 against 0.0, infinities, NaN (last) and negative times, in float32 and float64."""
+    rng = np.random.default_rng(0)
+    with jax.enable_x64(x64):
+        fast, slow = jax.jit(schemes.select_earliest), jax.jit(_ranked)
+        dtype = np.float64 if x64 else np.float32
+        for trial in range(120):
+            shape = [(50, 1), (7, 3), (5, 5), (1, 1), (12, 1)][trial % 5]
+            a = rng.exponential(size=shape).round(trial % 3).astype(dtype)  # rounding makes ties
+            for every, value in ((7, -0.0), (11, np.inf), (13, np.nan)):
+                if trial % every == 0:
+                    a.flat[rng.integers(a.size)] = value
+            if trial % 17 == 0:
+                a = -a
+            k = jnp.int32(rng.integers(1, a.size + 1))
+            got, want = fast(jnp.asarray(a), k), slow(jnp.asarray(a), k)
+            np.testing.assert_array_equal(got[0], want[0], err_msg=f"{a}, k={k}")
+            np.testing.assert_array_equal(got[2], want[2], err_msg=f"{a}, k={k}")
+            np.testing.assert_array_equal(got[1], want[1], err_msg=f"{a}, k={k}")
+
+
+def test_staleness_histogram_counts_the_selected():
+    stale = jnp.array([0, 3, 40, 1, 3])
+    selected = jnp.array([[1, 1], [1, 0], [1, 1], [0, 1], [1, 0]], bool)
+    # column 0 is stale by ``stale`` (clipped to the last bin), column 1 is fresh
+    np.testing.assert_array_equal(schemes._histogram(stale, selected, 4, cancel=False), [1 + 3, 0, 0, 2 + 1])
+    np.testing.assert_array_equal(schemes._histogram(stale, selected, 4, cancel=True), [7, 0, 0, 0])

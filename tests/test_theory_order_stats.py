@@ -1,7 +1,9 @@
 """Order-statistic moments against closed forms, against each other and against Monte Carlo."""
 
+import itertools
 import math
 
+import jax
 import numpy as np
 import pytest
 
@@ -175,3 +177,49 @@ def test_bad_arguments(k, n, slowdown, field):
     with pytest.raises(ConfigError) as error:
         order_statistic_moments(make_law("exponential", rate=1.0), k, n, slowdown)
     assert error.value.field == field
+
+
+# ---------------------------------------------------------------- traces (resampled measured times)
+
+TRACE_COLUMNS = [[1.0, 2.5], [0.5, 3.0, 3.0], [2.0, 2.5]]  # ragged; 3.0 twice: weight 2/3
+
+
+def trace_law(columns):
+    rows = max(map(len, columns))
+    table = np.array([[c[r] if r < len(c) else c[0] for c in columns] for r in range(rows)])
+    return make_law("trace", table=table, counts=[len(c) for c in columns])
+
+
+def enumerated_moments(columns, k, slowdown):
+    """E and Var of X_(k:n) by enumerating every equally likely combination of entries."""
+    values = [sorted(np.array(combo) * slowdown)[k - 1] for combo in itertools.product(*columns)]
+    return np.mean(values), np.var(values)
+
+
+@pytest.mark.parametrize("slowdown", [None, [1.0, 2.0, 0.7], [1.0, 0.5, 1.25]])  # the last: 2.5 = 1.25 x 2.0 ties
+def test_trace_moments_equal_enumeration(slowdown):
+    law = trace_law(TRACE_COLUMNS)
+    for k in (1, 2, 3):
+        got = order_statistic_moments(law, k, 3, slowdown)
+        mean, var = enumerated_moments(TRACE_COLUMNS, k, np.ones(3) if slowdown is None else np.array(slowdown))
+        assert got.method == "exact"
+        assert_moments(got, mean, var, rel=1e-12)
+
+
+def test_shared_trace_is_iid_resampling():
+    pool = [0.25, 1.0, 1.0, 4.0]
+    law = trace_law([pool])
+    for k in (1, 3, 4):
+        mean, var = enumerated_moments([pool] * 4, k, np.ones(4))
+        assert_moments(order_statistic_moments(law, k, 4), mean, var, rel=1e-12)
+    with pytest.raises(ConfigError):
+        order_statistic_moments(trace_law(TRACE_COLUMNS), 1, 4)  # 3 columns cannot serve 4 workers
+
+
+def test_trace_moments_against_the_sampler():
+    rng = np.random.default_rng(5)
+    columns = [list(rng.lognormal(0.0, 0.5, size)) for size in (5, 9, 3, 12, 7, 1)]
+    law, slowdown = trace_law(columns), np.array([1.0, 1.0, 2.0, 1.0, 0.5, 3.0])
+    x = slowdown * np.asarray(law.sample(jax.random.key(6), (6, 100_000)), np.float64).T
+    for k in (1, 3, 6):
+        assert_monte_carlo(order_statistic_moments(law, k, 6, slowdown), kth_smallest(x, k))

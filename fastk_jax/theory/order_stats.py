@@ -15,7 +15,10 @@ statistics, E_(k:n) = sum_{i=n-k+1}^{n} Z_i / i with Z_i iid Exp(1):
 * Pareto: X_(k:n) = scale * exp(E_(k:n) / shape), so
   E[X_(k:n)^p] = scale^p prod_{i=n-k+1}^{n} i / (i - p/shape)
   (= scale^p G(n+1) G(n-k+1-p/shape) / (G(n-k+1) G(n+1-p/shape)), G the gamma function);
-* uniform: X_(k:n) = low + (high - low) Beta(k, n-k+1).
+* uniform: X_(k:n) = low + (high - low) Beta(k, n-k+1);
+* trace (``delays.Trace``, measured times resampled per worker, with or without slowdowns):
+  X_(k:n) takes finitely many values, so the integrals below are finite sums over the steps
+  of its CDF (``_trace_moments``), O(M n k) for M distinct values s_i t.
 
 ``"quadrature"``: the other laws (Weibull, lognormal, hyperexponential) and any ``slowdown``,
 from the CDF alone (so it covers the hyperexponential, whose quantile has no closed form,
@@ -56,7 +59,17 @@ from typing import NamedTuple
 import numpy as np
 from numpy.typing import ArrayLike
 
-from ..delays import DelayLaw, Exponential, HyperExponential, LogNormal, Pareto, ShiftedExponential, Uniform, Weibull
+from ..delays import (
+    DelayLaw,
+    Exponential,
+    HyperExponential,
+    LogNormal,
+    Pareto,
+    ShiftedExponential,
+    Trace,
+    Uniform,
+    Weibull,
+)
 from ..errors import ConfigError
 
 _RTOL = 1e-11  # two successive quadrature estimates agree to this, relative
@@ -77,19 +90,71 @@ def order_statistic_moments(law: DelayLaw, k: int, n: int, slowdown: ArrayLike |
 
     Worker i's delay is ``slowdown[i] * X_i`` with X_i iid from ``law`` (no slowdown: all 1).
     Closed forms serve iid exponential, shifted exponential, Pareto and uniform delays; a
-    given ``slowdown`` (even all ones) or another law uses the quadrature.
+    given ``slowdown`` (even all ones) or another law uses the quadrature. A ``Trace``, whose
+    workers may each have their own column (not iid even without a slowdown), is exact.
     """
     if not 1 <= k <= n:
         raise ConfigError("k", f"order statistic needs 1 <= k <= n, got k={k}, n={n}")
+    if isinstance(law, Trace):
+        return _trace_moments(law, k, n, np.ones(n) if slowdown is None else _check_slowdown(slowdown, n))
     if slowdown is None:
         exact = _exact_moments(law, k, n)
         if exact is not None:
             return exact
         slowdown = np.ones(n)
+    return _quadrature_moments(_host_cdf(law), k, n, _check_slowdown(slowdown, n))
+
+
+def _check_slowdown(slowdown: ArrayLike, n: int) -> np.ndarray:
     s = np.asarray(slowdown, dtype=np.float64)
     if s.shape != (n,) or not np.all(np.isfinite(s)) or np.any(s <= 0):
         raise ConfigError("delays.slowdown", f"must be {n} finite numbers > 0, got {slowdown!r}")
-    return _quadrature_moments(_host_cdf(law), k, n, s)
+    return s
+
+
+_TRACE_BLOCK = 4096  # support points per Poisson-binomial recursion (memory: block x (n + k))
+
+
+def _trace_moments(law: Trace, k: int, n: int, slowdown: np.ndarray) -> Moments:
+    """Exact moments of X_(k:n) for resampled traces: worker i's delay is s_i T_i with T_i
+    uniform on the ``counts[i]`` entries of its column (``law`` unstacked; one column: all).
+
+    X_(k:n) takes only the values x_1 < ... < x_M of the s_i T_i, so F(x) = P[X_(k:n) <= x] is
+    a step function, F_j on [x_j, x_(j+1)), from the Poisson-binomial recursion ``_at_least_k``
+    on the workers' empirical CDFs (counts of entries <= x_j / s_i, each side counted directly).
+    The two integrals of the quadrature then are finite sums: with c = x_(j*) the median,
+
+        E   = c - sum_(j < j*) F_j (x_(j+1) - x_j) + sum_(j >= j*) (1 - F_j) (x_(j+1) - x_j),
+        Var = sum_j [F_j int 2 (m - x)^+ dx + (1 - F_j) int 2 (x - m)^+ dx] over [x_j, x_(j+1)),
+
+    m = E, each piece a difference of squares: every term is nonnegative (no cancellation).
+    """
+    table, counts = np.asarray(law.table, np.float64), np.asarray(law.counts).astype(np.int64)
+    columns = table.shape[1]
+    if columns not in (1, n):
+        raise ConfigError("delays.file", f"a trace of {columns} columns cannot serve n={n} workers")
+    worker = np.zeros(n, np.int64) if columns == 1 else np.arange(n)
+    sorted_columns = [np.sort(table[: counts[j], j]) for j in range(columns)]
+    # worker i's possible delays, sorted (s t is monotone in t in floating point too), so that
+    # comparing them with the x_j, the same products, counts ties exactly
+    scaled = [slowdown[i] * sorted_columns[worker[i]] for i in range(n)]
+    xs = np.unique(np.concatenate(scaled))
+    total = counts[worker][None, :]
+    below, above = np.empty(xs.size), np.empty(xs.size)  # P[X_(k:n) <= x_j], P[X_(k:n) > x_j]
+    for start in range(0, xs.size, _TRACE_BLOCK):
+        x = xs[start : start + _TRACE_BLOCK]
+        at_most = np.stack([np.searchsorted(v, x, side="right") for v in scaled], axis=1)  # (block, n)
+        below[start : start + x.size], above[start : start + x.size] = _at_least_k(
+            at_most / total, (total - at_most) / total, k
+        )
+    width = np.diff(xs)  # piece j is [x_j, x_(j+1)); beyond x_M, F = 1
+    j_med = int(np.argmax(below >= 0.5))
+    mean = xs[j_med] - np.sum(below[:j_med] * width[:j_med]) + np.sum(above[j_med:-1] * width[j_med:])
+    a, b = xs[:-1], xs[1:]
+    left, right = np.minimum(b, mean), np.maximum(a, mean)  # the parts of each piece below and above m
+    var = np.sum(below[:-1] * np.where(a < mean, (left - a) * (2 * mean - a - left), 0.0))
+    var += np.sum(above[:-1] * np.where(b > mean, (b - right) * (b + right - 2 * mean), 0.0))
+    return Moments(float(mean), float(var), "exact")
 
 
 def _has_moment(tail_index: float, k: int, n: int, p: int) -> bool:

@@ -1,0 +1,157 @@
+"""Checkpoints: a simulation's state on disk, so that a killed run resumes where it stopped.
+
+A study's checkpoints live in one folder (``registry.run_file`` uses ``OUT.partial/`` beside
+the output folder ``OUT`` and removes it once the results are written), one file per *slot*
+(a compiled group of configurations: ``group-0.npz``, ...). A file holds the engine's state
+after a whole chunk of iterations, for every batch of seeds: the flattened leaves of each
+batch's ``engine.Carry`` (PRNG keys as their raw ``key_data``), and a JSON manifest (the
+chunks done, timings, and the *key*: a hash of everything that determines the results). Arrays
+and JSON only: no pickle.
+
+**Atomic.** A checkpoint is written to a temporary file in the same folder, flushed and
+fsynced, then renamed over the previous one (``os.replace``), so a process killed at any
+moment leaves the previous checkpoint or the new one, never half of one.
+
+**Never stale.** ``load`` returns a checkpoint only if its key is the one asked for; the
+engine's key hashes the problem's arrays, the configurations' arrays, the static settings,
+every run parameter, the seed layout, the device platform and the package versions. A file
+with another key, or one that cannot be read, is ignored (with a warning) and overwritten.
+
+**Cadence.** A slot saves after a chunk when ``every_s`` seconds have passed since its last
+save (0: after every chunk), and always when its simulation finishes; so a kill loses at most
+``every_s`` seconds of work plus one chunk.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import time
+import warnings
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+
+FORMAT = "fastk-jax checkpoint 1"
+DEFAULT_EVERY_S = 30.0
+
+
+def versions() -> dict[str, str]:
+    """The versions that can change a simulation's numbers."""
+    import jaxlib
+
+    from . import __version__
+
+    return {"fastk_jax": __version__, "jax": jax.__version__, "jaxlib": jaxlib.__version__, "numpy": np.__version__}
+
+
+def fingerprint(*parts: Any) -> str:
+    """sha256 over ``parts``: JSON-able values (canonical JSON) and pytrees of arrays (each
+    leaf's dtype, shape and bytes, in tree order; PRNG keys by their key data)."""
+    h = hashlib.sha256()
+    for part in parts:
+        leaves = jax.tree.leaves(part)
+        if all(isinstance(x, (str, int, float, bool, type(None))) for x in leaves):
+            h.update(json.dumps(part, sort_keys=True, default=str).encode())
+            continue
+        for x in leaves:
+            if isinstance(x, jax.Array) and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+                x = jax.random.key_data(x)
+            a = np.ascontiguousarray(np.asarray(x))
+            h.update(f"{a.dtype.str}{a.shape}".encode())
+            h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # pragma: no cover (platforms without directory fds)
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover
+        pass
+    finally:
+        os.close(fd)
+
+
+def write_atomic(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """np.savez ``arrays`` to ``path`` atomically: a temporary file beside it, fsynced, renamed."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+class Slot:
+    """One simulation's checkpoint file, ``folder/name.npz``."""
+
+    def __init__(self, folder: str | Path, name: str, every_s: float = DEFAULT_EVERY_S):
+        self.path = Path(folder) / f"{name}.npz"
+        self.every_s = float(every_s)
+        self.saves = 0  # checkpoints written by this process
+        self.save_s = 0.0  # seconds spent writing them
+        self._last = time.monotonic()
+
+    def due(self) -> bool:
+        """Whether ``every_s`` seconds have passed since the last save (or since the slot was made)."""
+        return time.monotonic() - self._last >= self.every_s
+
+    def save(self, key: str, batches: list[list[np.ndarray]], manifest: dict[str, Any]) -> None:
+        """Write every batch's leaves and ``manifest`` (JSON) under ``key``. Only process 0 of a
+        multi-host run writes (the others hold the same gathered state)."""
+        if jax.process_index() != 0:
+            return
+        started = time.perf_counter()
+        arrays = {f"b{b}_{i}": leaf for b, leaves in enumerate(batches) for i, leaf in enumerate(leaves)}
+        meta = {"format": FORMAT, "key": key, "batches": len(batches), "leaves": len(batches[0]), **manifest}
+        arrays["manifest"] = np.asarray(json.dumps(meta, sort_keys=True))
+        write_atomic(self.path, arrays)
+        self.saves += 1
+        self.save_s += time.perf_counter() - started
+        self._last = time.monotonic()
+
+    def load(self, key: str) -> tuple[list[list[np.ndarray]], dict[str, Any]] | None:
+        """The batches' leaves and the manifest saved under ``key``, or None (no file, another
+        key, or an unreadable file: warned about, and overwritten by the next save)."""
+        if not self.path.exists():
+            return None
+        try:
+            with np.load(self.path, allow_pickle=False) as f:
+                meta = json.loads(str(f["manifest"]))
+                if meta.get("format") != FORMAT or meta.get("key") != key:
+                    warnings.warn(
+                        f"checkpoint {self.path} was made for another configuration or version; starting over",
+                        stacklevel=3,
+                    )
+                    return None
+                batches = [[f[f"b{b}_{i}"] for i in range(meta["leaves"])] for b in range(meta["batches"])]
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
+            warnings.warn(f"checkpoint {self.path} is unreadable ({type(e).__name__}); starting over", stacklevel=3)
+            return None
+        return batches, meta
+
+
+class Store:
+    """A folder of checkpoint slots (created on the first save)."""
+
+    def __init__(self, folder: str | Path, every_s: float = DEFAULT_EVERY_S):
+        self.folder = Path(folder)
+        self.every_s = float(every_s)
+
+    def slot(self, name: str) -> Slot:
+        return Slot(self.folder, name, self.every_s)

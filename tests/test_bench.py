@@ -1,0 +1,60 @@
+"""``fastk-jax bench`` on tiny sizes: the report's keys and their sanity, the scaling files.
+One real engine measurement; the rest with the measurement stubbed (seconds, not minutes)."""
+
+import json
+
+import numpy as np
+import pytest
+
+from fastk_jax import bench, policies, problems
+from fastk_jax.data import synthetic_linear
+
+
+def test_measure_reports_consistent_numbers():
+    pols = {"k=2": policies.fixed(2), "adaptive 2->4": policies.adaptive(2, 4, thresh=1, burnin=2, step=2)}
+    w = bench.fig3_workload(n=5, d=4, m=50, eta=1e-3, pols=pols)
+    r = bench.measure(w, matmul=100.0, seeds=3, iterations=8, reference_seeds=1, reference_iterations=8)
+    for key in ("engine_seed_iters_per_s", "reference_seed_iters_per_s", "speedup_vs_reference", "useful_gflops"):
+        assert r[key] > 0 and np.isfinite(r[key])
+    assert r["compile_s"] >= 0 and r["peak_rss_mb"] > 0
+    assert r["speedup_vs_reference"] == pytest.approx(r["engine_seed_iters_per_s"] / r["reference_seed_iters_per_s"])
+    assert r["useful_fraction_of_matmul"] == pytest.approx(r["useful_gflops"] / 100.0)
+    assert 2 <= r["mean_k"] <= 4
+    useful, performed = bench.flops_per_iteration(w.problem, r["mean_k"])
+    assert r["useful_gflops"] == pytest.approx(useful * r["engine_seed_iters_per_s"] / 1e9)
+    assert r["performed_gflops"] == pytest.approx(performed * r["engine_seed_iters_per_s"] / 1e9)
+
+
+def test_run_puts_fig3_on_top_and_logistic_under_its_key(monkeypatch):
+    pytest.importorskip("sklearn")
+    seen = []
+
+    def fake(w, matmul, *args):
+        seen.append(w)
+        return {"workload": w.name, "engine_seed_iters_per_s": 2.0, "matmul_gflops": matmul}
+
+    monkeypatch.setattr(bench, "measure", fake)
+    r = bench.run(seeds=2, iterations=8, matmul_size=64)
+    assert "Fig. 3" in r["workload"] and "logistic" in r["logistic"]["workload"]
+    assert r["matmul_gflops"] == r["logistic"]["matmul_gflops"] > 0  # measured once, in the same run
+    json.dumps(r, allow_nan=False)
+    fig3, logistic = seen
+    assert fig3.problem.x.shape == (50, 40, 100) and len(fig3.policies) == 5
+    assert isinstance(logistic.problem, problems.LogisticRegression)
+    assert logistic.problem.x.shape == (20, 89, 64) and logistic.problem.num_classes == 10
+
+
+def test_flop_counts():
+    x, y, _ = synthetic_linear(m=40, d=3, seed=0)
+    p = problems.linear_regression(x, y, n=4)  # s = 10; the error through H: 2 d^2 + 2 d
+    assert bench.flops_per_iteration(p, 2) == (4 * 2 * 10 * 3 + 2 * 9 + 6, 4 * 40 * 3 + 2 * 9 + 6)
+
+
+def test_scaling_writes_numbers_and_figures(tmp_path, monkeypatch):
+    monkeypatch.setattr(bench, "engine_rate", lambda w, seeds, iterations, seed_batch: (1e3 * w.n, 0.5, None))
+    result = bench.scaling(tmp_path, seeds=(1, 2), ns=(10, 20), ds=(4,), sweep_seeds=1, work=50)
+    assert [p["axis"] for p in result["points"]] == ["seeds", "seeds", "n", "n", "d"]
+    assert [p["seed_iters_per_s"] for p in result["points"]] == [5e4, 5e4, 1e4, 2e4, 5e4]
+    assert json.loads((tmp_path / "scaling.json").read_text()) == result
+    assert len((tmp_path / "scaling.csv").read_text().splitlines()) == 1 + len(result["points"])
+    assert (tmp_path / "scaling.png").stat().st_size > 0 and (tmp_path / "scaling.pdf").stat().st_size > 0
