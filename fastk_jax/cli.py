@@ -125,7 +125,7 @@ def _bench(args) -> int:
         result = bench.scaling(out, seed_batch=args.seed_batch, progress=None if args.json else say, **quick)
         print(json.dumps(result) if args.json else f"wrote {out}/scaling.json, .csv, .png, .pdf")
         return 0
-    sizes = {"seeds": 64, "iterations": 100, "reference_iterations": 100} if args.quick else {"seeds": args.seeds}
+    sizes = {"seeds": 16, "iterations": 60, "reference_iterations": 60} if args.quick else {"seeds": args.seeds}
     report = bench.run(**sizes, seed_batch=args.seed_batch)
     if args.json:
         print(json.dumps(report))

@@ -12,7 +12,7 @@
     metric = "time_to_eps"
     x = "policy[0].thresh"
     y = "policy[0].burnin"
-    [sweep.quick]       # optional: what --quick changes (eps, deadline, axes)
+    [sweep.quick]       # optional: what --quick changes (eps, deadline, axes, cases)
 
 A field path names a study field: ``problem.n_workers``, ``delays.rate`` (``delays[i].rate``
 for one of several ``[[delays]]``), ``run.eta``, ``run.batch_size``, ``policy[i].k`` or
@@ -169,10 +169,16 @@ def resolve(raw: dict, quick: bool = False, seeds: int | None = None, default_na
     q = t.get("quick", {})
     if not isinstance(q, dict):
         raise ConfigError("sweep.quick", "must be a table of eps, deadline and axes")
-    study._no_extra(q, {"eps", "deadline", "axes"}, "sweep.quick")
+    study._no_extra(q, {"eps", "deadline", "axes", "cases"}, "sweep.quick")
     q = q if quick else {}
     base = {k: v for k, v in raw.items() if k != "sweep"}
     cases = _resolve_cases(t.get("case", []), base)
+    if "cases" in q:  # --quick runs only these cases
+        keep = q["cases"]
+        known = [c["label"] for c in cases]
+        if not isinstance(keep, list) or not keep or any(k not in known for k in keep):
+            raise ConfigError("sweep.quick.cases", f"must be a list of case labels from {known}, got {keep!r}")
+        cases = [c for c in cases if c["label"] in keep]
     for case in cases if quick else []:  # --quick's eps and deadline (shorter runs) win over the cases'
         for key in ("eps", "deadline"):
             if key in q:
