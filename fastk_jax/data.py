@@ -122,17 +122,7 @@ def read_idx(path: PathLike) -> np.ndarray:
     bytes) data bytes than its header says.
     """
     name = _name(path)
-    try:
-        with open(path, "rb") as fh:
-            raw = fh.read()
-    except FileNotFoundError:
-        raise DataError(f"idx file {name}: no such file") from None
-    except IsADirectoryError:
-        raise DataError(f"idx file {name}: is a directory, not a file") from None
-    except OSError as exc:
-        raise DataError(f"idx file {name}: cannot read: {exc.strerror or exc}") from None
-    except ValueError as exc:  # open() refuses a path with a NUL byte
-        raise DataError(f"idx file {name}: cannot read: {exc}") from None
+    raw = _read_bytes(path, "idx file")
     if not raw:
         raise DataError(f"idx file {name}: empty file")
     if raw[:2] == _GZIP_MAGIC:
