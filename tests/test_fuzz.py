@@ -31,7 +31,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from fastk_jax import cli, data, engine, study
+from fastk_jax import cli, data, engine, study, sweep
 from fastk_jax.errors import ConfigError, DataError, FastkError
 from fastk_jax.study import tomllib  # tomli before Python 3.11
 
@@ -727,3 +727,42 @@ def test_process_exit_2_without_traceback(tmp_path):
     assert proc.stderr.count("\n") == 1 and proc.stderr.startswith(PREFIX) and "run.seeds" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert sorted(os.listdir(tmp_path)) == ["bad.toml"]
+
+
+# ---------------------------------------------------------------- sweeps
+
+SWEEP_KEYS = st.sampled_from(
+    ["eps", "deadline", "axes", "case", "plot", "quick", "colour"]
+    + ["axes.run.eta", "axes.policy[0].k", "axes.policy.thresh", "axes.problem", "axes.run.seeds", "axes.nonsense"]
+    + ["plot.metric", "plot.x", "plot.y", "plot.kind", "quick.cases", "quick.deadline"]
+)
+SWEEP_VALUES = st.one_of(
+    values,
+    st.lists(st.sampled_from([1, 2, 4, 5, 0.001, 0.002, -1, "a", True]), max_size=4),
+    st.lists(st.dictionaries(st.sampled_from(["label", "eps", "run.eta", "problem"]), scalars, max_size=3), max_size=3),
+)
+
+
+def _set_sweep(sweep: dict, key: str, value) -> None:
+    head, _, rest = key.partition(".")
+    if not rest:
+        sweep[head] = value
+    elif isinstance(sweep.get(head), dict):
+        sweep[head][rest] = value
+    else:
+        sweep[head] = {rest: value}
+
+
+@settings(max_examples=150, deadline=None, derandomize=True, database=None)
+@given(st.lists(st.tuples(SWEEP_KEYS, SWEEP_VALUES), min_size=1, max_size=3), st.booleans())
+def test_mutated_sweep_resolves_or_names_the_problem(mutations, quick):
+    """Sweep tables (API: resolution and the grid's points; nothing runs): a bad one raises a
+    one-line ConfigError, never another exception."""
+    raw = copy.deepcopy(BASE)
+    raw["sweep"] = {"eps": 1.0, "deadline": 2.0, "axes": {"run.eta": [0.001, 0.002]}, "case": [{"label": "a"}]}
+    for key, value in mutations:
+        _set_sweep(raw["sweep"], key, value)
+    try:
+        sweep.points(sweep.resolve(raw, quick=quick))
+    except ConfigError as e:
+        assert "\n" not in str(e) and str(e).strip(), repr(str(e))
