@@ -24,6 +24,7 @@ save (0: after every chunk), and always when its simulation finishes; so a kill 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -69,16 +70,33 @@ def fingerprint(*parts: Any) -> str:
 
 
 def _fsync_dir(folder: Path) -> None:
+    """Make a rename in ``folder`` durable, where the platform can fsync a folder (else skip)."""
     try:
         fd = os.open(folder, os.O_RDONLY)
     except OSError:  # pragma: no cover (platforms without directory fds)
         return
-    try:
+    with contextlib.suppress(OSError):  # some file systems refuse fsync on a folder: best effort
         os.fsync(fd)
-    except OSError:  # pragma: no cover
-        pass
-    finally:
-        os.close(fd)
+    os.close(fd)
+
+
+def partial_folder(out: Path) -> Path:
+    """Where the run writing into ``out`` keeps its checkpoints: ``OUT.partial/`` beside it."""
+    return out.parent / f"{out.name}.partial"
+
+
+def cadence(every_s: float | str | None = None) -> float | None:
+    """Seconds between checkpoints: ``every_s``, else ``$FASTK_CHECKPOINT_EVERY_S``, else 30;
+    None for "off" (no checkpoints), 0 for after every chunk."""
+    every = os.environ.get("FASTK_CHECKPOINT_EVERY_S", "30") if every_s is None else every_s
+    if str(every).strip().lower() == "off":
+        return None
+    try:
+        return float(every)
+    except ValueError:
+        from .errors import ConfigError
+
+        raise ConfigError("FASTK_CHECKPOINT_EVERY_S", f"must be seconds or 'off', got {every!r}") from None
 
 
 def write_atomic(path: Path, arrays: dict[str, np.ndarray]) -> None:

@@ -301,6 +301,14 @@ class Progress(NamedTuple):
     remaining_s: float  # estimate; nan before the first chunk
 
 
+def share_progress(progress: Callable[[Progress], None] | None, offset: float, share: float):
+    """A callback for one part of a larger job (the part is ``share`` of it, from ``offset``):
+    forwards each report to ``progress`` with the fraction of the whole job."""
+    if progress is None:
+        return None
+    return lambda p: progress(p._replace(fraction=offset + share * p.fraction))
+
+
 class Simulation(NamedTuple):
     """What ``simulate`` returns: grids, the seed-averaged summary, optional trajectories."""
 

@@ -14,6 +14,7 @@ under a minute on a 2-core CPU.
 
 from __future__ import annotations
 
+import shutil
 import sys
 import time
 import warnings
@@ -21,9 +22,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import jax
 import numpy as np
 
-from . import __version__, engine, plotting, results, study, theory_studies
+from . import __version__, checkpoint, engine, plotting, results, study, theory_studies
 from .errors import ConfigError
 
 STUDIES_DIR = Path(__file__).resolve().parent.parent / "studies"
@@ -49,7 +51,6 @@ def find(name: str) -> Path:
 
 
 def versions() -> dict[str, str]:
-    import jax
     import optax
 
     return {"fastk_jax": __version__, "jax": jax.__version__, "optax": optax.__version__, "numpy": np.__version__}
@@ -77,13 +78,6 @@ def run_file(
     else in ``out`` are replaced. ``FASTK_DISTRIBUTED=1`` starts ``jax.distributed`` first
     (``engine.init_distributed``); then only process 0 writes.
     """
-    import os
-    import shutil
-
-    import jax
-
-    from . import checkpoint
-
     engine.init_distributed()
     raw = study.read_toml(path)
     if "theory" in raw:
@@ -95,13 +89,7 @@ def run_file(
     s = study.resolve(raw, seeds=seeds, default_name=Path(path).stem, quick=quick)
     out = Path(out) if out else Path("results") / s.name
     results.check_writable(out)
-    partial = out.parent / f"{out.name}.partial"
-    every = os.environ.get("FASTK_CHECKPOINT_EVERY_S", "30") if checkpoint_every_s is None else checkpoint_every_s
-    off = str(every).strip().lower() == "off"
-    try:
-        every = 0.0 if off else float(every)
-    except ValueError:
-        raise ConfigError("FASTK_CHECKPOINT_EVERY_S", f"must be seconds or 'off', got {every!r}") from None
+    partial, every = checkpoint.partial_folder(out), checkpoint.cadence(checkpoint_every_s)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         prepared = study.prepare(s)  # loads the data: bad data fails here, before any output
@@ -120,8 +108,8 @@ def run_file(
                 prepared.configurations,
                 s.run,
                 progress,
-                checkpoint=None if off else partial,
-                checkpoint_every_s=every,
+                checkpoint=None if every is None else partial,
+                checkpoint_every_s=every or 0.0,
             )
             wall = time.perf_counter() - started
     for w in caught:

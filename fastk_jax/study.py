@@ -810,11 +810,8 @@ def run_all(
     checkpoint = options.pop("checkpoint", None)
 
     def part(index: list[int], share: float, offset: float, name: str) -> engine.Simulation:
-        def part_progress(p):
-            if progress is not None:
-                progress(p._replace(fraction=offset + share * p.fraction))
-
         where = {} if checkpoint is None else {"checkpoint": Path(checkpoint) / name}
+        part_progress = engine.share_progress(progress, offset, share)
         return run_configurations(
             problem, [confs[c] for c in index], run, part_progress, iterations, **options, **where
         )
@@ -887,10 +884,6 @@ def run_configurations(
             chunk=min(spec.chunk, iterations + 1),  # a chunk longer than the run would only waste updates
         )
 
-        def group_progress(p, g=g):
-            if progress is not None:
-                progress(p._replace(fraction=(g + p.fraction) / len(groups)))
-
         sims.append(
             engine.simulate(
                 problem,
@@ -902,7 +895,7 @@ def run_configurations(
                 iterations=iterations,
                 grid_points=run["grid_points"],
                 divergence_factor=run["divergence_factor"],
-                progress=group_progress,
+                progress=engine.share_progress(progress, g / len(groups), 1 / len(groups)),
                 seed_batch=seed_batch,
                 devices=devices,
                 checkpoint=None if store is None else store.slot(f"group-{g}"),

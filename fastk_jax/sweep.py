@@ -51,7 +51,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from . import engine, metrics, results, study
+from . import checkpoint, engine, metrics, results, study
 from .errors import ConfigError, FastkError
 
 FIXED_RUN_FIELDS = (
@@ -317,10 +317,12 @@ def run_sweep(
     progress: Callable[[engine.Progress], None] | None = None,
     say: Callable[[str], None] = lambda msg: None,
     checkpoint: Path | None = None,
+    checkpoint_every_s: float = 30.0,
 ) -> tuple[list[Row], results.Results, dict]:
     """Run every distinct configuration of every point; return the rows, the distinct
     configurations' results (on one time grid) and timings. ``checkpoint``: a folder where each
-    batch checkpoints (``batch-B/``) and resumes from, as a study does."""
+    batch checkpoints (``batch-B/``, every ``checkpoint_every_s`` seconds) and resumes from, as a
+    study does."""
     pts = points(sweep)
     problems: dict[str, Any] = {}  # problem table (JSON) -> built problem
     unique: dict[str, int] = {}
@@ -363,13 +365,17 @@ def run_sweep(
     for b, pkey in enumerate(batches):
         members = [c for c, k in enumerate(batch_of) if k == pkey]
 
-        def batch_progress(pr, b=b):
-            if progress is not None:
-                progress(pr._replace(fraction=(b + pr.fraction) / len(batches)))
-
         batch = [confs[c] for c in members]
         where = {} if checkpoint is None else {"checkpoint": Path(checkpoint) / f"batch-{b}"}
-        sim = study.run_all(problems[pkey], batch, run, batch_progress, iterations, **where)
+        sim = study.run_all(
+            problems[pkey],
+            batch,
+            run,
+            engine.share_progress(progress, b / len(batches), 1 / len(batches)),
+            iterations,
+            checkpoint_every_s=checkpoint_every_s,
+            **where,
+        )
         compile_s += sim.compile_s
         n = json.loads(pkey)["n_workers"]
         parts.append(
@@ -515,10 +521,12 @@ def run_file(
     started = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        partial = out.parent / f"{out.name}.partial"
+        partial, every = checkpoint.partial_folder(out), checkpoint.cadence()
         if partial.is_dir():
             say(f"fastk-jax: resuming from the checkpoints in {partial}/")
-        rows, res, timing = run_sweep(sweep, progress, say, checkpoint=partial)
+        rows, res, timing = run_sweep(
+            sweep, progress, say, checkpoint=None if every is None else partial, checkpoint_every_s=every or 0.0
+        )
     wall = time.perf_counter() - started
     for message in dict.fromkeys(str(w.message) for w in caught):
         print(f"fastk-jax: warning: {message}", file=sys.stderr)
