@@ -147,7 +147,7 @@ class _CompileClock:
 
 
 def engine_rate(
-    w: Workload, seeds: int, iterations: int, seed_batch: int | None = None
+    w: Workload, seeds: int, iterations: int, block: int | None = None
 ) -> tuple[float, float, engine.Simulation]:
     """(seed-iterations/s after compilation, compile seconds, the timed simulation). The first
     call compiles (its tracing, lowering and compilation are timed by JAX's own events), the
@@ -155,8 +155,8 @@ def engine_rate(
     configs = _configs(w)
     spec = RunSpec(n=w.n, chunk=iterations)
     kwargs = {"seeds": seeds, "time_horizon": 1e-3, "spec": spec, "iterations": iterations - 1}
-    if seed_batch is not None:
-        kwargs["seed_batch"] = seed_batch
+    if block is not None:
+        kwargs["block"] = block
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # "stopped after ... iterations": on purpose
         with _CompileClock() as clock:
@@ -192,10 +192,10 @@ def measure(
     iterations: int,
     reference_seeds: int,
     reference_iterations: int,
-    seed_batch: int | None = None,
+    block: int | None = None,
 ) -> dict[str, Any]:
     """The engine and the reference on one workload (see the module docstring)."""
-    rate, compile_s, timed = engine_rate(w, seeds, iterations, seed_batch)
+    rate, compile_s, timed = engine_rate(w, seeds, iterations, block)
     mean_k = float(np.mean(timed.summary.k.mean))
     ref = reference_rate(w, reference_seeds, reference_iterations)
     useful, performed = flops_per_iteration(w.problem, mean_k)
@@ -225,7 +225,7 @@ def run(
     reference_seeds: int = 2,
     reference_iterations: int = 300,
     logistic: bool = True,
-    seed_batch: int | None = None,
+    block: int | None = None,
     matmul_size: int = 2048,
     logistic_iterations: int | None = None,
 ) -> dict[str, Any]:
@@ -236,16 +236,14 @@ def run(
     report = {
         "device": str(jax.devices()[0].device_kind),
         "prng": str(jax.config.jax_default_prng_impl),
-        "seed_batch": seed_batch,
+        "block": block or engine.default_block(jax.default_backend()),  # runs per block
         "load_average_1min": os.getloadavg()[0],  # other processes on the machine slow both sides
-        **measure(fig3_workload(), matmul, seeds, iterations, reference_seeds, reference_iterations, seed_batch),
+        **measure(fig3_workload(), matmul, seeds, iterations, reference_seeds, reference_iterations, block),
     }
     if logistic:
         w = logistic_workload()
         its = logistic_iterations or max(1, iterations // 3)
-        report["logistic"] = measure(
-            w, matmul, seeds, its, reference_seeds, max(1, reference_iterations // 3), seed_batch
-        )
+        report["logistic"] = measure(w, matmul, seeds, its, reference_seeds, max(1, reference_iterations // 3), block)
     return report
 
 
@@ -285,12 +283,12 @@ def _scaled_policies(n: int) -> dict[str, policies.KPolicy]:
     return out
 
 
-def _point(w: Workload, seeds: int, work: float, seed_batch: int | None) -> dict[str, Any]:
+def _point(w: Workload, seeds: int, work: float, block: int | None) -> dict[str, Any]:
     """The engine's rate on ``w`` with ``seeds`` seeds per policy, for about ``work`` FLOPs (the
     dense partial gradients and the error; 20 to 300 updates)."""
     performed = flops_per_iteration(w.problem, 1)[1]
     iterations = int(np.clip(work / (performed * len(w.policies) * seeds), 20, 300))
-    rate, compile_s, _ = engine_rate(w, seeds, iterations, seed_batch)
+    rate, compile_s, _ = engine_rate(w, seeds, iterations, block)
     return {"seeds": seeds, "iterations": iterations, "seed_iters_per_s": rate, "compile_s": compile_s}
 
 
@@ -301,7 +299,7 @@ def scaling(
     ds: tuple[int, ...] = SCALING_DS,
     sweep_seeds: int = 256,
     work: float = 2e11,
-    seed_batch: int | None = None,
+    block: int | None = None,
     progress=None,
 ) -> dict[str, Any]:
     """Seed-iterations/s of the engine on the Fig. 3 workload against S (n = 50, d = 100), n
@@ -314,21 +312,21 @@ def scaling(
     rows: list[dict[str, Any]] = []
     base = fig3_workload()
     for s in seeds:
-        rows.append({"axis": "seeds", "n": N, "d": D, "m": M, **_point(base, s, work, seed_batch)})
+        rows.append({"axis": "seeds", "n": N, "d": D, "m": M, **_point(base, s, work, block)})
         say(rows[-1])
     for n in ns:
         w = fig3_workload(n=n, m=40 * n, pols=_scaled_policies(n))
-        rows.append({"axis": "n", "n": n, "d": D, "m": 40 * n, **_point(w, sweep_seeds, work, seed_batch)})
+        rows.append({"axis": "n", "n": n, "d": D, "m": 40 * n, **_point(w, sweep_seeds, work, block)})
         say(rows[-1])
     for d in ds:
         w = fig3_workload(d=d, eta=ETA * D / d)
-        rows.append({"axis": "d", "n": N, "d": d, "m": M, **_point(w, sweep_seeds, work, seed_batch)})
+        rows.append({"axis": "d", "n": N, "d": d, "m": M, **_point(w, sweep_seeds, work, block)})
         say(rows[-1])
     result = {
         "device": str(jax.devices()[0].device_kind),
         "policies": len(POLICIES),
         "sweep_seeds": sweep_seeds,
-        "seed_batch": seed_batch,
+        "block": block or engine.default_block(jax.default_backend()),  # runs per block
         "points": rows,
     }
     (out / "scaling.json").write_text(json.dumps(result, indent=1))

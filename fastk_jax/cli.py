@@ -4,7 +4,7 @@
     fastk-jax study NAME [--seeds N] [--quick] [--out DIR] [--quiet]
     fastk-jax studies
     fastk-jax check-bounds [--json] [--quick] [--seed S]
-    fastk-jax bench [--json] [--quick] [--seeds S] [--seed-batch B] [--scaling [--out DIR]]
+    fastk-jax bench [--json] [--quick] [--seeds S] [--block B] [--scaling [--out DIR]]
 
 Bad input ends in one line on stderr naming the problem, exit status 2, no traceback, and
 nothing written.
@@ -109,8 +109,8 @@ def _bench(args) -> int:
 
     if not args.quick and not 1 <= args.seeds <= 1_000_000:
         raise ConfigError("--seeds", f"must be from 1 to 1000000, got {args.seeds}")
-    if args.seed_batch is not None and args.seed_batch < 1:
-        raise ConfigError("--seed-batch", f"must be >= 1, got {args.seed_batch}")
+    if args.block is not None and not 1 <= args.block <= 2**20:
+        raise ConfigError("--block", f"must be from 1 to {2**20}, got {args.block}")
     if args.scaling:
         quick = {"seeds": (1, 16, 256), "ns": (10, 50), "ds": (50, 100), "work": 2e10} if args.quick else {}
         out = args.out or "results/bench-scaling"
@@ -122,11 +122,11 @@ def _bench(args) -> int:
                 flush=True,
             )
 
-        result = bench.scaling(out, seed_batch=args.seed_batch, progress=None if args.json else say, **quick)
+        result = bench.scaling(out, block=args.block, progress=None if args.json else say, **quick)
         print(json.dumps(result) if args.json else f"wrote {out}/scaling.json, .csv, .png, .pdf")
         return 0
     sizes = {"seeds": 16, "iterations": 60, "reference_iterations": 60} if args.quick else {"seeds": args.seeds}
-    report = bench.run(**sizes, seed_batch=args.seed_batch)
+    report = bench.run(**sizes, block=args.block)
     if args.json:
         print(json.dumps(report))
     else:
@@ -158,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     bench.add_argument("--json", action="store_true", help="print one JSON object")
     bench.add_argument("--quick", action="store_true", help="a small run (seconds)")
     bench.add_argument("--seeds", type=int, default=1024, help="engine seeds per policy (default 1024)")
-    bench.add_argument("--seed-batch", type=int, help="seeds per engine call (the engine's seed_batch)")
+    bench.add_argument("--block", type=int, help="runs per block (default: the platform's, engine.default_block)")
     bench.add_argument("--scaling", action="store_true", help="rate against seeds, n and d, with a figure")
     bench.add_argument("--out", help="--scaling's output folder (default results/bench-scaling)")
     bench.set_defaults(handler=_bench)

@@ -1,31 +1,42 @@
-"""The engine: many runs of fastest-k SGD as one compiled, vmapped ``lax.scan``.
+"""The engine: many runs of fastest-k SGD as one compiled ``lax.scan`` over runs in blocks.
 
-Layout: configurations C (policies, step sizes, delay parameters of one shape) x seeds S.
-One run is a scan of ``schemes.step`` (fastest-k SGD or an asynchronous variant) that records itself on fixed grids (``curves``);
-the scan is vmapped over seeds, then over configurations, and jitted once per static
-``RunSpec`` and array shapes. Runs advance in chunks of ``spec.chunk`` iterations; between
-chunks the host checks whether every run has passed the time horizon and reports progress.
-The chunk function is the same compiled program each time, and a second study of the same
-shapes reuses it (``trace_count`` tells how often it was traced).
+A run is one configuration (policy, step size, delay parameters; C of them, of one shape)
+with one seed (S of them): C x S runs. One run is a scan of ``schemes.step`` (fastest-k SGD
+or an asynchronous variant) that records itself on fixed grids (``curves``). Runs advance in
+chunks of ``spec.chunk`` iterations, each chunk one call of a program jitted once per static
+``RunSpec`` and array shapes; between chunks the host checks whether every run has passed the
+time horizon and reports progress. A second study of the same shapes reuses the program
+(``trace_count`` tells how often it was traced).
 
-What leaves the device is the per-configuration summary (mean and 95% band over seeds),
-unless ``keep_trajectories`` asks for every iterate, or the seeds run in several calls.
+**Blocks.** The runs are laid out in blocks of ``block`` runs (``RunLayout``): the chunk's scan
+is vmapped over the runs of a block, and the blocks step in turn (``lax.map``) inside the same
+compiled call. This is for two reasons, both measured:
 
-**Seeds over devices and in batches.** The seed axis (axis 1 of the (C, S, ...) carry) is
-sharded over every device (a one-axis ``Mesh``; with ``FASTK_DISTRIBUTED=1``, ``jax.distributed``
-joins every host's devices). When all seeds do not fit in memory (``seed_layout``, the memory
-guard), or ``seed_batch`` asks, they run in batches, in turn after each chunk, each a call of the
-same compiled program on ``block`` seeds per device; the last batch is padded with extra seeds
-(computed, then dropped). Then every run's curves are gathered to the host and summarized once
-over all seeds by the same function, so batching cannot change how seeds are reduced, and the
-stopping rule (every run past the horizon) is the one of a single call. A seed's numbers depend
-only on its key and on the block size: XLA chooses its kernels for a product batched over runs
-by the batch size, so blocks of different sizes agree to float32 rounding (about 1e-6 relative),
-not bit for bit, while the same block on one device or several, in one batch or several, gives
-identical bits. One device with every seed in one call is the path of old: nothing but the
-summary leaves the device.
+* *Bits.* XLA:CPU chooses its kernels (and so the order of a product's sums) for a product
+  batched over runs by the batch size; vmapping over all C x S runs made a seed's trajectory
+  depend on how many runs were beside it (five bit-classes for S = 1 ... 256 on Fig. 3's
+  problem, up to 1e-6 relative). Every product is now batched over exactly ``block`` runs
+  whatever C and S, so a run's numbers depend on its configuration, its seed (``fold_in``) and
+  the block size, and on nothing else: not on C, S, the chunk size, the number of calls or of
+  devices. The block size is the platform's default (``default_block``) unless asked for, and
+  results record it.
+* *Speed.* A block's working set stays in cache for the whole chunk: on a 2-core CPU, Fig. 3's
+  five policies x 1024 seeds ran at about 110k seed-iterations/s in blocks of 64 or 128 runs
+  and 82k as one batch of 5120 (``default_block``).
 
-**Checkpoints.** With a ``checkpoint.Slot``, the state after a chunk (every batch's carry, PRNG
+Runs are placed in the order (configuration, seed); the last block is padded with copies of
+the last run (computed, then dropped), so a small study costs at least one block.
+
+**Devices and calls.** The lanes of every block are sharded over the devices (a one-axis
+``Mesh``; with ``FASTK_DISTRIBUTED=1``, ``jax.distributed`` joins every host's devices), each
+device stepping ``block`` runs at a time. When all runs do not fit in memory (``run_layout``,
+the memory guard), they run in several calls per chunk, in turn, each on as many blocks as
+fit. Then every run's curves are gathered to the host and summarized once over all seeds by
+the same function, so calls cannot change how seeds are reduced, and the stopping rule (every
+run past the horizon) is that of a single call. One device with every run in one call leaves
+nothing but the summary on its way out.
+
+**Checkpoints.** With a ``checkpoint.Slot``, the state after a chunk (every call's carry, PRNG
 keys as key data, and the iteration count) goes to disk atomically, and a later call with the
 same arguments resumes from it; the chunk program is deterministic given the carry, so the
 result is that of an uninterrupted run, bit for bit.
@@ -66,16 +77,31 @@ def trace_count() -> int:
 
 
 class Carry(NamedTuple):
-    state: schemes.State  # leaves (C, S, ...)
-    curves: RunCurves  # leaves (C, S, ...)
+    state: schemes.State  # leaves (blocks, lanes, ...): one run per (block, lane)
+    curves: RunCurves  # leaves (blocks, lanes, ...)
+
+
+def _over_blocks(one_run: Callable, *per_lane):
+    """``one_run`` applied to every run: vmapped over the lanes of a block (axis 1), the blocks
+    in turn (``lax.map`` over axis 0). Every product XLA compiles is thus batched over exactly
+    ``lanes / devices`` runs, whatever the number of runs: the choice of kernel, and so the bits
+    of each run, depends on the block size only (see the module docstring)."""
+    return jax.lax.map(lambda block: jax.vmap(one_run)(*block), per_lane)
+
+
+def _config_of(configs: SimConfig, c: Array) -> SimConfig:
+    return jax.tree.map(lambda x: x[c], configs)
 
 
 @partial(jax.jit, static_argnames=("spec",), donate_argnums=(0,))
-def _advance(carry: Carry, configs: SimConfig, problem: Problem, grids: Grids, spec: RunSpec):
+def _advance(carry: Carry, run_config: Array, configs: SimConfig, problem: Problem, grids: Grids, spec: RunSpec):
+    """``spec.chunk`` updates of every run; ``run_config`` (blocks, lanes): each run's row of ``configs``."""
     _traces["advance"] += 1
     tx = spec.transform()
 
-    def one_run(carry: Carry, config: SimConfig):
+    def one_run(carry: Carry, c: Array):
+        config = _config_of(configs, c)
+
         def body(c: Carry, _):
             state, out = schemes.step(c.state, config, problem, tx, spec)
             trajectory = out if spec.keep_trajectories else None
@@ -83,26 +109,38 @@ def _advance(carry: Carry, configs: SimConfig, problem: Problem, grids: Grids, s
 
         return jax.lax.scan(body, carry, None, length=spec.chunk)
 
-    over_seeds = jax.vmap(one_run, in_axes=(0, None))
-    return jax.vmap(over_seeds, in_axes=(0, 0))(carry, configs)
+    return _over_blocks(one_run, carry, run_config)
 
 
 def _init_impl(
-    configs: SimConfig, problem: Problem, grids: Grids, seed: Array, first: Array, spec: RunSpec, num_seeds: int
+    configs: SimConfig, problem: Problem, grids: Grids, seed: Array, run_config: Array, run_seed: Array, spec: RunSpec
 ) -> Carry:
-    """Runs ``first``, ..., ``first + num_seeds - 1`` of every configuration, before their first update."""
+    """Every run before its first update: run (b, l) is seed ``run_seed[b, l]`` of
+    configuration ``run_config[b, l]``."""
     tx = spec.transform()
-    keys = jax.vmap(lambda i: seed_key(seed, first + i))(jnp.arange(num_seeds))
 
-    def one_run(config, key):
-        state = schemes.init(problem, config, tx, key, spec)
+    def one_run(c: Array, s: Array) -> Carry:
+        state = schemes.init(problem, _config_of(configs, c), tx, seed_key(seed, s), spec)
         return Carry(state, curves.init(grids, state.w.dtype, spec.staleness_bins))
 
-    return jax.vmap(jax.vmap(one_run, in_axes=(None, 0)), in_axes=(0, None))(configs, keys)
+    return _over_blocks(one_run, run_config, run_seed)
 
 
-_init = jax.jit(_init_impl, static_argnames=("spec", "num_seeds"))
-_summarize = jax.jit(curves.summarize)
+_init = jax.jit(_init_impl, static_argnames=("spec",))
+
+
+def by_config(x, num_configs: int, seeds: int):
+    """Runs laid out in blocks, (blocks, lanes, ...), as (C, S, ...): position
+    p = block * lanes + lane holds seed p % S of configuration p // S; positions past C x S are
+    padding and are dropped."""
+    flat = x.reshape((-1,) + x.shape[2:])
+    return flat[: num_configs * seeds].reshape((num_configs, seeds) + flat.shape[1:])
+
+
+@partial(jax.jit, static_argnames=("num_configs", "seeds"))
+def _summarize(carry: Carry, grids: Grids, num_configs: int, seeds: int) -> Summary:
+    runs = jax.tree.map(lambda x: by_config(x, num_configs, seeds), carry)
+    return curves.summarize(runs.curves, runs.state.time, runs.state.iteration, grids)
 
 
 def mean_iteration_time(config: SimConfig, spec: RunSpec, k: int) -> float:
@@ -122,24 +160,41 @@ def mean_iteration_time(config: SimConfig, spec: RunSpec, k: int) -> float:
     return order_statistic_moments(config.delay, k, spec.n, slowdown=None if iid else slowdown).mean
 
 
+DEFAULT_BLOCK = {"cpu": 32}  # runs per block by platform; accelerators: ACCELERATOR_BLOCK
+ACCELERATOR_BLOCK = 4096
+
+
+def default_block(platform: str) -> int:
+    """Runs per block when none is asked for: 32 on CPU, 4096 on accelerators. On a 2-core CPU,
+    Fig. 3's five policies x 1024 seeds ran at about 73k, 98k, 110k and 110k seed-iterations/s
+    in blocks of 16, 32, 64 and 128 runs (and 82k in one block of 5120: the working set leaves
+    the cache); 32 gives up ~10% there for half the padding of 64 in small studies (a study
+    pays for at least one whole block). On a GPU it is not measured (none was lent): a GPU wants
+    enough runs per kernel to fill it."""
+    return DEFAULT_BLOCK.get(platform, ACCELERATOR_BLOCK)
+
+
 def memory_estimate(
-    problem: Problem, spec: RunSpec, num_configs: int, seeds: int, grid_points: int, iteration_grid_points: int
+    problem: Problem, spec: RunSpec, runs: int, grid_points: int, iteration_grid_points: int, block: int = 1
 ) -> int:
-    """Bytes a simulation needs on the device, roughly and on the high side: the data, and per
-    run its state (model, optimizer state, Algorithm 1's previous gradient, twice for the
-    chunk's input and output), its curves, and a step's temporaries (a value per data row and
-    per class, and the n delays). Kept trajectories are not counted (they go to the host)."""
+    """Bytes ``runs`` runs need on one device, roughly and on the high side: the problem's arrays; per run
+    its state (model, optimizer state, Algorithm 1's previous gradient, the learners' models of
+    the asynchronous schemes), twice for a chunk's input and output, and its curves; and the
+    temporaries of one block of ``block`` runs stepping (a value per data row and per class, the
+    pushes' delays and mini-batches, a gradient per learner): blocks step one at a time. Kept
+    trajectories are not counted (they go to the host)."""
     p = problem.num_params
     rows = problem.x.shape[0] * problem.x.shape[1]
     classes = max(1, p // problem.x.shape[-1])
     optimizer_vectors = {"sgd": 0, "momentum": 1, "nesterov": 1, "adam": 2}[spec.optimizer]
-    per_run = 2 * (2 + optimizer_vectors) * p + 2 * rows * classes + 2 * (5 * grid_points + iteration_grid_points)
+    state = 2 * (2 + optimizer_vectors) * p + 2 * (5 * grid_points + iteration_grid_points) + spec.staleness_bins
     pushes = spec.n * schemes.pushes_per_learner(spec)
-    per_run += pushes * (1 + spec.batch_size * classes) + spec.staleness_bins
-    if not schemes.cancels(spec):  # each learner's model and mini-batch, twice; a gradient per learner
-        per_run += 3 * spec.n * (p + spec.batch_size)
-    itemsize = problem.x.dtype.itemsize
-    return itemsize * (problem.x.size + num_configs * seeds * per_run)
+    step = 2 * rows * classes + pushes * (1 + spec.batch_size * classes)
+    if not schemes.cancels(spec):  # each learner's model and mini-batch (state); a gradient per learner
+        state += 2 * spec.n * (p + spec.batch_size)
+        step += spec.n * p
+    data = sum(np.asarray(leaf).nbytes for leaf in jax.tree.leaves(problem))  # X, y, X^T X, ...
+    return data + problem.x.dtype.itemsize * (runs * state + min(block, runs) * step)
 
 
 def available_memory() -> int:
@@ -156,71 +211,71 @@ def reach_levels(initial_error: float) -> np.ndarray:
     return max(initial_error, 1e-30) * np.logspace(0.0, -12.0, 61)
 
 
-def summary_memory(
-    num_configs: int, seeds: int, grid_points: int, iteration_grid_points: int, staleness_bins: int
-) -> int:
+def summary_memory(runs: int, grid_points: int, iteration_grid_points: int, staleness_bins: int) -> int:
     """Bytes of every run's curves, gathered for the summary over all seeds at once (host and
     default device), with the summary's temporaries: about three copies."""
     per_run = 5 * grid_points + iteration_grid_points + 3 * reach_levels(1.0).size + staleness_bins + 1
-    return 4 * 3 * num_configs * seeds * per_run
+    return 4 * 3 * runs * per_run
 
 
-class SeedLayout(NamedTuple):
-    """How the seed axis runs: ``batches`` calls of the compiled chunk program, each on
-    ``block`` seeds per device over ``devices`` devices (the last batch padded with extra seeds,
-    computed and dropped)."""
+class RunLayout(NamedTuple):
+    """How the C x S runs are laid out: in blocks of ``block`` runs per device (the vmapped
+    batch of every compiled product), ``blocks`` of them per device per call (stepped in turn
+    inside the compiled chunk), over ``devices`` devices, in ``batches`` calls per chunk (more
+    than one only when all runs do not fit in memory). Positions past C x S are padding:
+    copies of the last run, computed and dropped."""
 
     block: int
     devices: int
+    blocks: int
     batches: int
 
     @property
-    def per_call(self) -> int:
+    def lanes(self) -> int:  # runs per block over all devices
         return self.block * self.devices
 
+    @property
+    def per_call(self) -> int:
+        return self.blocks * self.lanes
 
-def seed_layout(
+
+def run_layout(
     problem: Problem,
     spec: RunSpec,
-    num_configs: int,
-    seeds: int,
+    runs: int,
     grid_points: int,
     iteration_grid_points: int,
     devices: int = 1,
-    seed_batch: int | None = None,
-) -> SeedLayout:
-    """The memory guard: all seeds in one call (``ceil(seeds / devices)`` per device) when that
-    fits in 80% of a device's memory (``memory_estimate``), else the largest block of seeds per
-    device that fits, as evenly as the batches allow; ``seed_batch`` fixes the block. Raises
-    ConfigError when even one seed per device does not fit beside the data and every run's curves."""
+    block: int = 32,
+) -> RunLayout:
+    """The memory guard: every run in one call (``ceil(runs / (block x devices))`` blocks per
+    device) when that fits in 80% of a device's memory (``memory_estimate``), else the largest
+    number of blocks per device that fits, as evenly as the calls allow. Raises ConfigError
+    when even one block per device does not fit beside the data and every run's curves."""
+    if isinstance(block, bool) or not isinstance(block, int) or block < 1:
+        raise ConfigError("run.block", f"must be an integer >= 1, got {block!r}")
     budget = 0.8 * available_memory()
-    whole = -(-seeds // devices)
-    curves_all = summary_memory(num_configs, seeds, grid_points, iteration_grid_points, spec.staleness_bins)
+    whole = -(-runs // (block * devices))
+    curves_all = summary_memory(runs, grid_points, iteration_grid_points, spec.staleness_bins)
 
-    def runs(block: int) -> int:
-        return memory_estimate(problem, spec, num_configs, block, grid_points, iteration_grid_points)
+    def need(blocks: int) -> int:  # every run's curves are gathered unless one call on one device holds all
+        gathered = curves_all if blocks < whole or devices > 1 else 0
+        return memory_estimate(problem, spec, blocks * block, grid_points, iteration_grid_points, block) + gathered
 
-    def need(block: int) -> int:  # the curves of every run are gathered unless one call on one device holds all
-        return runs(block) + (curves_all if block < whole or devices > 1 else 0)
-
-    if seed_batch is not None:
-        if seed_batch < 1:
-            raise ConfigError("run.seed_batch", f"must be >= 1, got {seed_batch}")
-        block = min(seed_batch, whole)
-    else:
-        block = whole
-        if need(block) > budget and block > 1:
-            fits = max(1, int((budget - need(0)) // (runs(1) - runs(0))))  # 1 when nothing fits: refused below
-            batches = -(-seeds // (devices * fits))
-            block = -(-seeds // (devices * batches))
-    if need(block) > budget:
-        what = "one seed per device at a time" if block == 1 else f"{block} seeds per device at a time"
+    blocks = whole
+    if need(blocks) > budget and blocks > 1:
+        per_block = need(2) - need(1)
+        fits = max(1, int((budget - need(1)) // per_block) + 1) if per_block > 0 else 1
+        batches = -(-whole // fits)
+        blocks = -(-whole // batches)
+    if need(blocks) > budget:
         raise ConfigError(
-            "run.seed_batch" if seed_batch is not None else "run.seeds",
-            f"{num_configs} configurations x {seeds} seeds need about {need(block) / 2**30:.3g} GiB with {what}, "
-            f"more than 80% of the {budget / 0.8 / 2**30:.3g} GiB available; use fewer seeds or grid points",
+            "run.seeds",
+            f"{runs} runs need about {need(blocks) / 2**30:.3g} GiB with {blocks * block} runs per device at a "
+            f"time, more than 80% of the {budget / 0.8 / 2**30:.3g} GiB available; use fewer seeds, grid "
+            "points or a smaller run.block",
         )
-    return SeedLayout(block, devices, -(-seeds // (block * devices)))
+    return RunLayout(block, devices, blocks, -(-whole // blocks))
 
 
 def _is_key(x) -> bool:
@@ -265,7 +320,7 @@ def _host_shapes(like: Carry) -> list[tuple[tuple[int, ...], np.dtype]]:
 
 @functools.cache
 def _sharded_init(sharding):
-    return jax.jit(_init_impl, static_argnames=("spec", "num_seeds"), out_shardings=sharding)
+    return jax.jit(_init_impl, static_argnames=("spec",), out_shardings=sharding)
 
 
 def init_distributed() -> bool:
@@ -322,6 +377,7 @@ class Simulation(NamedTuple):
     run_s: float
     trajectories: schemes.Out | None  # leaves (C, S, iterations, ...) if kept
     resumed_from: int = 0  # iterations restored from a checkpoint (0: a fresh run)
+    block: int = 0  # runs per block (a run's numbers depend on it; ``default_block``)
 
 
 def simulate(
@@ -338,7 +394,7 @@ def simulate(
     divergence_factor: float = 1e6,
     max_iterations: int | None = None,
     progress: Callable[[Progress], None] | None = None,
-    seed_batch: int | None = None,
+    block: int | None = None,
     devices: list | None = None,
     checkpoint: Slot | None = None,
 ) -> Simulation:
@@ -350,15 +406,12 @@ def simulate(
     ``max_iterations`` (default 20 x that). A run whose error exceeds ``divergence_factor``
     times the initial error, or is not finite, counts as diverged.
 
-    **Seeds and devices.** The seed axis is sharded over ``devices`` (default: every device,
-    ``jax.devices()``; with ``FASTK_DISTRIBUTED=1`` those of every host) and, when it does not
-    fit in memory (``seed_layout``) or ``seed_batch`` (seeds per device per call) asks, run in
-    batches in turn, each a call of the same compiled program (seeds padded up to a whole
-    number of devices x blocks; the extra seeds are computed and dropped). Each run's curves
-    are gathered to the host and the summary is computed once over all seeds, so batches never
-    change how seeds are reduced. Per-seed results are bit-identical for any number of batches
-    and devices with the same block of seeds per device; XLA's kernels for a product batched
-    over runs depend on that block size, so different blocks agree to float32 rounding.
+    **Runs, blocks and devices.** The C x S runs step in blocks of ``block`` runs per device
+    (default ``default_block`` of the platform), the blocks of a call in turn inside the
+    compiled chunk, the lanes of a block sharded over ``devices`` (default: every device,
+    ``jax.devices()``; with ``FASTK_DISTRIBUTED=1`` those of every host). A run's numbers depend
+    on its configuration, its seed and the block size only: not on how many runs are beside it,
+    how many devices or calls (the memory guard, ``run_layout``) they take, or the chunk size.
 
     **Checkpoints.** With ``checkpoint`` (a ``checkpoint.Slot``) the state after a chunk is
     saved (every ``checkpoint.every_s`` seconds, and at the end) and a later call with the same
@@ -366,15 +419,14 @@ def simulate(
     """
     schemes.check(spec)
     num_configs = int(np.shape(configs.eta)[0])
+    runs = num_configs * seeds
     devices = list(jax.devices() if devices is None else devices)
-    layout = seed_layout(
-        problem, spec, num_configs, seeds, grid_points, iteration_grid_points, len(devices), seed_batch
-    )
-    if layout.batches > 1 and seed_batch is None:
+    block = default_block(devices[0].platform) if block is None else block
+    layout = run_layout(problem, spec, runs, grid_points, iteration_grid_points, len(devices), block)
+    if layout.batches > 1:
         warnings.warn(
             f"{num_configs} configurations x {seeds} seeds do not fit in memory at once: running them in "
-            f"{layout.batches} batches of {layout.per_call} (bit for bit as seed_batch={layout.block}; "
-            "within float32 rounding of one batch)",
+            f"{layout.batches} calls of {layout.per_call} runs (the same numbers: blocks of {block} runs fix them)",
             stacklevel=2,
         )
     if checkpoint is not None and spec.keep_trajectories:
@@ -400,15 +452,26 @@ def simulate(
         levels=jnp.asarray(reach_levels(initial_error)),
     )
     seed_arr = jnp.asarray(seed, jnp.uint32)
+
+    # position p of call b's (blocks, lanes) arrays holds run min(p, runs - 1): seed % S of configuration // S
+    position = np.minimum(np.arange(layout.batches * layout.per_call), runs - 1).reshape(
+        layout.batches, layout.blocks, layout.lanes
+    )
     sharding = None
-    init = partial(_init, spec=spec, num_seeds=layout.per_call)
     if layout.devices > 1:
-        sharding = NamedSharding(Mesh(np.asarray(devices), ("seeds",)), PartitionSpec(None, "seeds"))
-        init = partial(_sharded_init(sharding), spec=spec, num_seeds=layout.per_call)
-    like = jax.eval_shape(init, configs, problem, grids, seed_arr, jnp.int32(0))
+        sharding = NamedSharding(Mesh(np.asarray(devices), ("runs",)), PartitionSpec(None, "runs"))
+
+    def put(x: np.ndarray) -> Array:
+        x = np.asarray(x, np.int32)
+        return jnp.asarray(x) if sharding is None else jax.make_array_from_callback(x.shape, sharding, x.__getitem__)
+
+    run_config = [put(p // seeds) for p in position]
+    run_seed = [put(p % seeds) for p in position]
+    init = partial(_init if sharding is None else _sharded_init(sharding), spec=spec)
+    like = jax.eval_shape(init, configs, problem, grids, seed_arr, run_config[0], run_seed[0])
 
     def fresh(b: int) -> Carry:
-        return init(configs, problem, grids, seed_arr, jnp.asarray(b * layout.per_call, jnp.int32))
+        return init(configs, problem, grids, seed_arr, run_config[b], run_seed[b])
 
     key = restored = None
     if checkpoint is not None:
@@ -439,7 +502,7 @@ def simulate(
                 warnings.warn(f"checkpoint {checkpoint.path} does not fit this run; starting over", stacklevel=2)
                 restored = None
 
-    # carries[b]: batch b's state, on the device(s) while it is the only batch, else on the host
+    # carries[b]: call b's state, on the device(s) while it is the only call, else on the host
     single = layout.batches == 1
     run_s_before, done_iterations = 0.0, 0
     if restored is not None:
@@ -450,18 +513,18 @@ def simulate(
         carries = [fresh(0)] if single else [to_host(fresh(b)) for b in range(layout.batches)]
     resumed_from = done_iterations
 
-    one_call = layout.devices == 1 and single  # today's path: nothing leaves the device but the summary
+    one_call = layout.devices == 1 and single  # nothing leaves the device but the summary
 
-    def host_carry(b: int) -> Carry:  # batch b as a Carry of numpy leaves (keys as key data)
+    def host_carry(b: int) -> Carry:  # call b as a Carry of numpy leaves (keys as key data)
         return jax.tree.unflatten(jax.tree.structure(like), to_host(carries[b]) if single else carries[b])
 
-    def slowest_clock() -> float:  # over the real runs only, not the padding
+    def slowest_clock() -> float:  # padding copies a real run, so the minimum over all positions is that of the runs
         if one_call:
             return float(jnp.min(carries[0].state.time))  # also waits for the chunk to finish
         times = (
             [_gather(carries[0].state.time)] if single else [host_carry(b).state.time for b in range(layout.batches)]
         )
-        return float(np.min(np.concatenate(times, axis=1)[:, :seeds]))
+        return float(min(np.min(t) for t in times))
 
     def save(finished: bool) -> None:
         batches = [to_host(carries[0])] if single else carries
@@ -480,7 +543,7 @@ def simulate(
         trajectories = []
         for b in range(layout.batches):
             carry = carries[b] if single else to_device(carries[b], like, sharding)
-            carry, trajectory = _advance(carry, configs, problem, grids, spec=spec)
+            carry, trajectory = _advance(carry, run_config[b], configs, problem, grids, spec=spec)
             carries[b] = carry if single else to_host(carry)
             if spec.keep_trajectories:
                 trajectories.append(jax.tree.map(_gather, trajectory))
@@ -488,7 +551,9 @@ def simulate(
         chunk_s.append(_time.perf_counter() - t0)
         done_iterations += spec.chunk
         if spec.keep_trajectories:
-            kept.append(jax.tree.map(lambda *xs: np.concatenate(xs, axis=1)[:, :seeds], *trajectories))
+            kept.append(
+                jax.tree.map(lambda *xs: by_config(np.concatenate(xs, axis=0), num_configs, seeds), *trajectories)
+            )
         stop = finished() or done_iterations >= max_iterations
         if checkpoint is not None and (stop or checkpoint.due()):
             save(finished=stop)
@@ -514,11 +579,10 @@ def simulate(
     if trace_count() != traced:
         compile_s = max(0.0, chunk_s[0] - (float(np.median(chunk_s[1:])) if len(chunk_s) > 1 else 0.0))
     if one_call:
-        final = carries[0]  # one call of every seed: summarized where it is
-    else:  # every real run on the host, summarized at once: batches cannot change the reduction
-        host = [host_carry(b) for b in range(layout.batches)]
-        final = jax.tree.map(lambda *xs: np.concatenate(xs, axis=1)[:, :seeds], *host)
-    summary = jax.device_get(_summarize(final.curves, final.state.time, final.state.iteration, grids))
+        final = carries[0]  # one call of every run: summarized where it is
+    else:  # every run on the host, summarized at once: calls and devices cannot change the reduction
+        final = jax.tree.map(lambda *xs: np.concatenate(xs, axis=0), *[host_carry(b) for b in range(layout.batches)])
+    summary = jax.device_get(_summarize(final, grids, num_configs=num_configs, seeds=seeds))
     trajectories = None
     if spec.keep_trajectories:
         trajectories = jax.tree.map(lambda *xs: np.concatenate(xs, axis=2), *kept)
@@ -533,6 +597,7 @@ def simulate(
         run_s=run_s_before + _time.perf_counter() - start,
         trajectories=trajectories,
         resumed_from=resumed_from,
+        block=block,
     )
 
 

@@ -73,7 +73,7 @@ def run_file(
     seconds, default ``$FASTK_CHECKPOINT_EVERY_S`` or 30; ``off`` in that variable: never), and
     a run killed at any moment resumes from there when the same command runs again; the folder
     goes once the results are written. If ``out`` already holds this study's complete results
-    (same resolved configuration, data and versions: ``summary.json``'s ``fingerprint``, and a
+    (same resolved configuration, data, versions and platform: ``summary.json``'s ``fingerprint``, and a
     results.npz that matches its hash) they are reused, not recomputed; results of anything
     else in ``out`` are replaced. ``FASTK_DISTRIBUTED=1`` starts ``jax.distributed`` first
     (``engine.init_distributed``); then only process 0 writes.
@@ -93,7 +93,9 @@ def run_file(
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         prepared = study.prepare(s)  # loads the data: bad data fails here, before any output
-        fingerprint = checkpoint.fingerprint({"config": s.as_dict(), "versions": versions()}, prepared.problem)
+        # the platform too: it sets the default block size, and its kernels set the last bits
+        where = {"config": s.as_dict(), "versions": versions(), "platform": jax.default_backend()}
+        fingerprint = checkpoint.fingerprint(where, prepared.problem)
         state = results.status(out, fingerprint)
         if state != "complete":
             say(f"fastk-jax: {s.name}: {len(prepared.labels)} configurations x {s.run['seeds']} seeds")
@@ -136,6 +138,7 @@ def run_file(
         "iterations": sim.iterations,
         "wall_s": round(wall, 3),
         "compile_s": round(sim.compile_s, 3),
+        "block": sim.block,  # runs per block: with the seed and configuration, it fixes a run's numbers
         "initial_error": sim.initial_error,
         "configurations": [
             {
@@ -326,6 +329,7 @@ def _run_theory(raw: dict[str, Any], default_name: str, out, quick: bool, say) -
     output = theory_studies.KINDS[kind]({k: v for k, v in params.items() if k != "kind"}, quick)
     summary = {"name": name, "quick": quick, **output.summary, "versions": versions()}
     summary["wall_s"] = round(time.perf_counter() - started, 3)
-    results.save(out, output.arrays, raw, summary, figures=[output.draw])
+    if jax.process_index() == 0:
+        results.save(out, output.arrays, raw, summary, figures=[output.draw])
     say(f"fastk-jax: wrote {out}/ (theory: {kind})")
     return out

@@ -18,6 +18,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 import zipfile
@@ -152,6 +153,7 @@ def save(
     manifest = {"format": FORMAT, "sha256": digest, "versions": summary["versions"], "config": config}
     try:
         out_dir.parent.mkdir(parents=True, exist_ok=True)
+        _remove_stale_staging(out_dir)
         staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     except OSError as e:
         raise FastkError(f"cannot write output folder {out_dir}: {e.strerror or e}") from None
@@ -169,6 +171,14 @@ def save(
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return out_dir
+
+
+def _remove_stale_staging(out_dir: Path) -> None:
+    """Remove staging folders a killed ``save`` of ``out_dir`` left (``.NAME.xxxxxxxx`` beside it)."""
+    pattern = re.compile(rf"\.{re.escape(out_dir.name)}\.[a-z0-9_]{{8}}")
+    for old in out_dir.parent.iterdir():
+        if old.is_dir() and pattern.fullmatch(old.name):
+            shutil.rmtree(old, ignore_errors=True)
 
 
 def read_arrays(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, Any] | None]:

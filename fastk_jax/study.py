@@ -456,6 +456,7 @@ def _resolve_trace(t: dict, n: int, label: str) -> dict:
 def _resolve_run(t: dict, seeds: int | None) -> dict:
     where = "run"
     allowed = {"eta", "optimizer", "momentum", "time_horizon", "iterations", "seeds", "seed", "grid_points", "chunk"}
+    allowed |= {"block"}
     allowed |= {"scheme", "gradients", "batch_size", "lr", "lr_c", "staleness_bins"}
     _no_extra(t, allowed | {"divergence_factor"}, where)
     eta = t.get("eta")
@@ -479,6 +480,7 @@ def _resolve_run(t: dict, seeds: int | None) -> dict:
         "seed": number(t, "seed", where, 0, integer=True, low=0, high=2**32 - 1),
         "grid_points": number(t, "grid_points", where, 200, integer=True, low=2),
         "chunk": number(t, "chunk", where, 500, integer=True, low=1),
+        "block": number(t, "block", where, None, integer=True, low=1, high=2**20),
         "divergence_factor": float(number(t, "divergence_factor", where, 1e6, strict_low=1)),
         **_scheme_fields(t, where, SCHEME_DEFAULTS),
         "staleness_bins": number(t, "staleness_bins", where, 32, integer=True, low=2, high=4096),
@@ -854,7 +856,7 @@ def run_configurations(
     *,
     checkpoint: str | Path | None = None,
     checkpoint_every_s: float = 30.0,
-    seed_batch: int | None = None,
+    block: int | None = None,
     devices: list | None = None,
 ) -> engine.Simulation:
     """Run configurations of one problem and one resolved [run] table: those of one static
@@ -864,13 +866,13 @@ def run_configurations(
 
     ``checkpoint``: a folder where each group's state is saved (``group-G.npz``, at most every
     ``checkpoint_every_s`` seconds and when the group finishes) and resumed from by a later call
-    with the same arguments (``engine.simulate``). ``seed_batch`` (default ``run.seed_batch`` if
-    the table has one) and ``devices``: how the seed axis runs (``engine.seed_layout``)."""
+    with the same arguments (``engine.simulate``). ``block`` (default ``run.block``, else the
+    platform's) and ``devices``: how the runs are laid out (``engine.RunLayout``)."""
     from .checkpoint import Store
 
     store = None if checkpoint is None else Store(checkpoint, checkpoint_every_s)
-    if seed_batch is None:
-        seed_batch = run.get("seed_batch")
+    if block is None:
+        block = run.get("block")
     groups: dict[tuple, list[int]] = {}  # configurations that share a compiled program
     for c, conf in enumerate(confs):
         law = conf.config.delay  # its kind and its arrays' shapes (a trace's table, a mixture's terms)
@@ -896,7 +898,7 @@ def run_configurations(
                 grid_points=run["grid_points"],
                 divergence_factor=run["divergence_factor"],
                 progress=engine.share_progress(progress, g / len(groups), 1 / len(groups)),
-                seed_batch=seed_batch,
+                block=block,
                 devices=devices,
                 checkpoint=None if store is None else store.slot(f"group-{g}"),
             )

@@ -49,6 +49,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import jax
 import numpy as np
 
 from . import checkpoint, engine, metrics, results, study
@@ -590,8 +591,9 @@ def run_file(
             folder / "figure",
         )
 
-    results.save(out, arrays, config, summary, figures=[write_csv, figure])
-    shutil.rmtree(partial, ignore_errors=True)
+    if jax.process_index() == 0:  # under jax.distributed every process holds the same results
+        results.save(out, arrays, config, summary, figures=[write_csv, figure])
+        shutil.rmtree(partial, ignore_errors=True)
     say(format_table(columns))
     say(f"fastk-jax: wrote {out}/ ({wall:.1f} s, {timing['compile_s']:.1f} s compiling): {len(rows)} rows in sweep.csv")
     return out

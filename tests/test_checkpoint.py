@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from test_cli import base, toml
+from test_engine import limit_memory
 
 from fastk_jax import checkpoint, delays, engine, policies, problems, registry
 from fastk_jax.data import synthetic_linear
@@ -50,11 +51,14 @@ def _same(a, b):
     return all(np.array_equal(u, v, equal_nan=True) for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
 
 
-@pytest.mark.parametrize("seed_batch", [None, 2])
-def test_resume_in_process_is_bit_identical_and_stale_state_is_ignored(tmp_path, seed_batch):
+@pytest.mark.parametrize("calls", [1, 3])
+@pytest.mark.filterwarnings("ignore:.*do not fit in memory")
+def test_resume_in_process_is_bit_identical_and_stale_state_is_ignored(tmp_path, monkeypatch, calls):
     prob, cfg, kwargs = _setup()
-    kwargs["seed_batch"] = seed_batch
+    kwargs["block"] = 4
     whole = engine.simulate(prob, cfg, **kwargs)
+    if calls > 1:  # 10 runs in 3 blocks of 4, one per call
+        limit_memory(monkeypatch, prob, kwargs["spec"], 10, 4, blocks=1)
     slot = checkpoint.Slot(tmp_path, "g", every_s=0.0)
     _interrupted(prob, cfg, kwargs, slot, after=40)
     assert slot.path.exists() and slot.saves == 2
@@ -86,7 +90,8 @@ def test_carry_with_keys_round_trips_through_the_host():
     prob, cfg, kwargs = _setup()
     spec = kwargs["spec"]._replace(scheme="k_batch_async")  # with the pending computations
     grids = engine.Grids(jnp.linspace(0.0, 5.0, 7), jnp.arange(5), jnp.asarray(1e6), jnp.asarray([1.0]))
-    carry = engine._init(cfg, prob, grids, jnp.uint32(3), jnp.int32(0), spec=spec, num_seeds=4)
+    runs = jnp.arange(8, dtype=jnp.int32).reshape(2, 4)  # 2 blocks of 4: configuration, seed
+    carry = engine._init(cfg, prob, grids, jnp.uint32(3), runs // 4, runs % 4, spec=spec)
     back = engine.to_device(engine.to_host(carry), carry, None)
     assert jax.tree.structure(back) == jax.tree.structure(carry)
     assert jax.dtypes.issubdtype(back.state.key.dtype, jax.dtypes.prng_key)

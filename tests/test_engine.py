@@ -218,29 +218,56 @@ def test_divergence_counts_only_on_the_grids():
     assert not curves.record(fresh, grids, out(9.0, 30, 5e5)).diverged
 
 
-def test_memory_guard_splits_the_seed_axis_and_refuses_only_when_one_seed_does_not_fit(monkeypatch):
-    """When all seeds do not fit, they run in batches of the same compiled program, combined on
-    the host: bit for bit the run with that ``seed_batch`` (``test_sharding``: within float32
-    rounding of one call)."""
-    n, seeds = 10, 5
-    prob = _linear(m=3000, d=4, n=n)  # a run's temporaries (a value per data row) outweigh its curves
+def limit_memory(monkeypatch, prob, spec, runs, block, blocks, grid_points=200, iteration_grid_points=200):
+    """Make the memory guard fit exactly ``blocks`` blocks of ``block`` runs per call."""
+
+    def need(b):
+        gathered = engine.summary_memory(runs, grid_points, iteration_grid_points, spec.staleness_bins)
+        return engine.memory_estimate(prob, spec, b * block, grid_points, iteration_grid_points, block) + gathered
+
+    monkeypatch.setattr(engine, "available_memory", lambda: int((need(blocks) + need(blocks + 1)) / 2 / 0.8))
+
+
+def test_memory_guard_splits_the_runs_into_calls_and_refuses_only_when_one_block_does_not_fit(monkeypatch):
+    """When all runs do not fit, they run in several calls of the same compiled program, combined
+    on the host: bit for bit the run in one call (the block fixes a run's numbers)."""
+    n, seeds, block = 10, 5, 2
+    prob = _linear(m=1000, d=1000, n=n)  # a run's model and gradient outweigh its curves: splitting helps
     law = delays.make_law("exponential", rate=1.0)
-    cfg = _configs([policies.fixed(3), policies.adaptive(2, 8, 3, 5, step=2)], 1e-4, law, n)
+    cfg = _configs([policies.fixed(3), policies.adaptive(2, 8, 3, 5, step=2)], 1e-5, law, n)  # L = 3e4
     spec = RunSpec(n=n, chunk=20, max_k=8)
-    kwargs = {"seeds": seeds, "time_horizon": 5.0, "iterations": 40, "spec": spec, "grid_points": 30}
-    per_run = engine.memory_estimate(prob, spec, 2, 1, 30, 200) - engine.memory_estimate(prob, spec, 2, 0, 30, 200)
-    two = engine.memory_estimate(prob, spec, 2, 2, 30, 200) + engine.summary_memory(2, seeds, 30, 200, 32)
-    monkeypatch.setattr(engine, "available_memory", lambda: int((two + per_run / 2) / 0.8))
-    assert engine.seed_layout(prob, spec, 2, seeds, 30, 200) == engine.SeedLayout(block=2, devices=1, batches=3)
-    with pytest.warns(UserWarning, match="3 batches of 2"):
+    kwargs = {"seeds": seeds, "time_horizon": 5.0, "iterations": 40, "spec": spec, "grid_points": 30, "block": block}
+    whole = engine.simulate(prob, cfg, **kwargs)
+    limit_memory(monkeypatch, prob, spec, 2 * seeds, block, blocks=2, grid_points=30)
+    # 10 runs = 5 blocks of 2: 3 calls of 2 blocks (the last padded with copies of the last run)
+    assert engine.run_layout(prob, spec, 2 * seeds, 30, 200, block=block) == engine.RunLayout(block, 1, 2, 3)
+    with pytest.warns(UserWarning, match="3 calls of 4 runs"):
         split = engine.simulate(prob, cfg, **kwargs)
-    batched = engine.simulate(prob, cfg, **kwargs, seed_batch=2)
-    pairs = zip(jax.tree.leaves(split.summary), jax.tree.leaves(batched.summary))
+    pairs = zip(jax.tree.leaves(split.summary), jax.tree.leaves(whole.summary))
     assert all(np.array_equal(a, b, equal_nan=True) for a, b in pairs)
     assert split.summary.final_time.shape == (2, seeds) and np.all(split.summary.diverged == 0)
-    monkeypatch.setattr(engine, "available_memory", lambda: int(0.5 * two / 0.8))
-    with pytest.raises(ConfigError, match="one seed per device at a time"):
+    limit_memory(monkeypatch, prob, spec, 2 * seeds, block, blocks=0, grid_points=30)
+    with pytest.raises(ConfigError, match="2 runs per device at a time"):
         engine.simulate(prob, cfg, **kwargs)
+
+
+def test_a_runs_numbers_do_not_depend_on_the_runs_beside_it():
+    """A seed's trajectory is the same bits alone or beside other seeds and configurations (at
+    other places in other blocks). On Fig. 3's problem, vmapping over all runs at once gave five
+    bit-classes for S = 1 ... 256 (XLA picks a product's kernel by its batch); blocks fix it."""
+    n = 50
+    prob = _linear(m=2000, d=100, n=n)
+    law = delays.make_law("exponential", rate=1.0)
+    spec = RunSpec(n=n, chunk=10, keep_trajectories=True, max_k=40)
+    kwargs = {"time_horizon": 0.5, "iterations": 9, "spec": spec}  # one chunk of 10 updates
+    k10 = policies.fixed(10)
+    others = [policies.fixed(20), k10, policies.adaptive(10, 40, thresh=2, burnin=3, step=10)]
+    alone = engine.simulate(prob, _configs([k10], 5e-4, law, n), seeds=2, **kwargs).trajectories
+    # seeds 0, 1 of k = 10 at runs 70, 71: lanes 6, 7 of the third block of 32
+    beside = engine.simulate(prob, _configs(others, 5e-4, law, n), seeds=70, **kwargs).trajectories
+    assert alone.w.shape[2] == 10
+    for name, a, b in zip(alone._fields, alone, beside):
+        assert np.array_equal(a[0], b[1, :2], equal_nan=True), name
 
 
 def test_chunk_size_changes_nothing_but_the_updates_made():

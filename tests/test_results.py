@@ -104,3 +104,12 @@ def test_object_arrays_are_never_pickled(tmp_path):
     with pytest.raises(ValueError, match="cannot be saved"):
         results.save(tmp_path / "out", {"x": np.asarray([{}, 1], dtype=object)}, {}, {})
     assert not (tmp_path / "out").exists()
+
+
+def test_a_killed_saves_staging_folder_is_removed_by_the_next_save(tmp_path):
+    (tmp_path / ".out.ab12cd_9").mkdir()  # what mkdtemp made before a SIGKILL inside save
+    (tmp_path / ".out.ab12cd_9" / "results.npz").write_bytes(b"half")
+    (tmp_path / ".out.keep").mkdir()  # not a staging folder of this save: left alone
+    (tmp_path / ".outer.ab12cd_9").mkdir()
+    _save(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".out.keep", ".outer.ab12cd_9", "out"]

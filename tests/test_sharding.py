@@ -1,8 +1,8 @@
 """The seed axis sharded over several devices gives the per-seed results of one device.
 
 XLA_FLAGS must be set before jax is imported, so the four (forced host) devices live in a
-subprocess. Bit-identity holds for the same block of seeds per device (``seed_batch``): one
-device running the seeds in batches of that block, or four devices at once. The subprocess
+subprocess. A run's numbers depend on the block size only (runs per device per block), so
+four devices and one give the same bits, as do one call and several. The subprocess
 starts ``jax.distributed`` with one process (``FASTK_DISTRIBUTED=1``): the multi-host code path
 on one host; several hosts are not tested."""
 
@@ -34,23 +34,21 @@ cfg = stack_configs([SimConfig(p, np.float64(2e-3), law, np.ones(n)) for p in po
 kw = dict(seeds=6, time_horizon=15.0, iterations=60, grid_points=40, spec=RunSpec(n=n, chunk=30, max_k=8))
 one = jax.devices()[:1]
 runs = {
-    "4 devices, batches of 1": engine.simulate(prob, cfg, **kw, seed_batch=1),  # 2 x 4 seeds, 2 of them padding
-    "1 device, batches of 1": engine.simulate(prob, cfg, **kw, devices=one, seed_batch=1),  # 6 x 1 seed
-    "1 device": engine.simulate(prob, cfg, **kw, devices=one),
+    "4 devices": engine.simulate(prob, cfg, **kw, block=2),  # 12 runs: 2 blocks of 4 x 2, 4 of them padding
+    "1 device": engine.simulate(prob, cfg, **kw, devices=one, block=2),  # 6 blocks of 2
+    "4 devices, default block": engine.simulate(prob, cfg, **kw),  # 1 block of 4 x 32
+    "1 device, default block": engine.simulate(prob, cfg, **kw, devices=one),
 }
 leaves = {k: jax.tree.leaves(s.summary) for k, s in runs.items()}
 
 def same(a, b):
     return all(np.array_equal(u, v, equal_nan=True) for u, v in zip(leaves[a], leaves[b]))
 
-def close(a, b):
-    return all(np.allclose(u, v, rtol=1e-5, atol=0, equal_nan=True) for u, v in zip(leaves[a], leaves[b]))
-
 print(json.dumps({
     "devices": len(jax.devices()),
     "processes": jax.process_count(),
-    "same block": same("4 devices, batches of 1", "1 device, batches of 1"),
-    "one call vs 4 devices, close": close("1 device", "4 devices, batches of 1"),
+    "same, block of 2": same("4 devices", "1 device"),
+    "same, default block": same("4 devices, default block", "1 device, default block"),
     "iterations": sorted({s.iterations for s in runs.values()}),
     "seeds": sorted({int(s.summary.final_time.shape[1]) for s in runs.values()}),
 }))
@@ -79,6 +77,5 @@ def test_four_devices_give_the_results_of_one():
     assert proc.returncode == 0, proc.stderr
     got = json.loads(proc.stdout.strip().splitlines()[-1])
     assert got["devices"] == 4 and got["processes"] == 1
-    assert got["same block"]
-    assert got["one call vs 4 devices, close"]
+    assert got["same, block of 2"] and got["same, default block"]
     assert len(got["iterations"]) == 1 and got["seeds"] == [6]
