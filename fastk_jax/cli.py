@@ -109,8 +109,8 @@ def _bench(args) -> int:
 
     if not args.quick and not 1 <= args.seeds <= 1_000_000:
         raise ConfigError("--seeds", f"must be from 1 to 1000000, got {args.seeds}")
-    if args.block is not None and not 1 <= args.block <= 2**20:
-        raise ConfigError("--block", f"must be from 1 to {2**20}, got {args.block}")
+    if args.block is not None and not 1 <= args.block <= 2**16:
+        raise ConfigError("--block", f"must be from 1 to {2**16}, got {args.block}")
     if args.scaling:
         quick = {"seeds": (1, 16, 256), "ns": (10, 50), "ds": (50, 100), "work": 2e10} if args.quick else {}
         out = args.out or "results/bench-scaling"

@@ -480,7 +480,7 @@ def _resolve_run(t: dict, seeds: int | None) -> dict:
         "seed": number(t, "seed", where, 0, integer=True, low=0, high=2**32 - 1),
         "grid_points": number(t, "grid_points", where, 200, integer=True, low=2),
         "chunk": number(t, "chunk", where, 500, integer=True, low=1),
-        "block": number(t, "block", where, None, integer=True, low=1, high=2**20),
+        "block": number(t, "block", where, None, integer=True, low=1, high=2**16),
         "divergence_factor": float(number(t, "divergence_factor", where, 1e6, strict_low=1)),
         **_scheme_fields(t, where, SCHEME_DEFAULTS),
         "staleness_bins": number(t, "staleness_bins", where, 32, integer=True, low=2, high=4096),

@@ -51,7 +51,7 @@ def test_flop_counts():
 
 
 def test_scaling_writes_numbers_and_figures(tmp_path, monkeypatch):
-    monkeypatch.setattr(bench, "engine_rate", lambda w, seeds, iterations, seed_batch: (1e3 * w.n, 0.5, None))
+    monkeypatch.setattr(bench, "engine_rate", lambda w, seeds, iterations, block: (1e3 * w.n, 0.5, None))
     result = bench.scaling(tmp_path, seeds=(1, 2), ns=(10, 20), ds=(4,), sweep_seeds=1, work=50)
     assert [p["axis"] for p in result["points"]] == ["seeds", "seeds", "n", "n", "d"]
     assert [p["seed_iters_per_s"] for p in result["points"]] == [5e4, 5e4, 1e4, 2e4, 5e4]

@@ -141,6 +141,7 @@ FIELDS = [
             "lr",
             "lr_c",
             "staleness_bins",
+            "block",
         )
     ],
     ("policy",),
@@ -356,6 +357,8 @@ def signature(s: study.Study) -> tuple:
     run = s.run
     if run["iterations"] is None or run["iterations"] > 64 or run["chunk"] > 64 or run["seeds"] > 4:
         return None
+    if (run["block"] or 0) > 64:  # a study pays for a whole block
+        return None
     largest = []
     for p in s.policies:
         ks = {"fixed": [p.get("k")], "adaptive": [p.get("k_min"), p.get("k_max")]}.get(p["kind"], [None])
@@ -368,6 +371,7 @@ def signature(s: study.Study) -> tuple:
         run["grid_points"],
         run["optimizer"],
         run["staleness_bins"],
+        run["block"],
         len(run["eta"]),
         tuple(d["law"] for d in s.delays),
         tuple((p["kind"], p["scheme"], p["gradients"], p["batch_size"], p["lr"]) for p in s.policies),
