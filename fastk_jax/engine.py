@@ -160,16 +160,17 @@ def mean_iteration_time(config: SimConfig, spec: RunSpec, k: int) -> float:
     return order_statistic_moments(config.delay, k, spec.n, slowdown=None if iid else slowdown).mean
 
 
-DEFAULT_BLOCK = {"cpu": 32}  # runs per block by platform; accelerators: ACCELERATOR_BLOCK
+DEFAULT_BLOCK = {"cpu": 64}  # runs per block by platform; accelerators: ACCELERATOR_BLOCK
 ACCELERATOR_BLOCK = 4096
 
 
 def default_block(platform: str) -> int:
-    """Runs per block when none is asked for: 32 on CPU, 4096 on accelerators. On a 2-core CPU,
+    """Runs per block when none is asked for: 64 on CPU, 4096 on accelerators. On a 2-core CPU,
     Fig. 3's five policies x 1024 seeds ran at about 73k, 98k, 110k and 110k seed-iterations/s
-    in blocks of 16, 32, 64 and 128 runs (and 82k in one block of 5120: the working set leaves
-    the cache); 32 gives up ~10% there for half the padding of 64 in small studies (a study
-    pays for at least one whole block). On a GPU it is not measured (none was lent): a GPU wants
+    in blocks of 16, 32, 64 and 128 runs (82k in one block of 5120: the working set leaves the
+    cache), and its 5 x 20 seeds (the default study: 128 positions for 100 runs) at 65k, 81k
+    and 82k in blocks of 32, 64 and 128. A study pays for at least one whole block, so smaller
+    is cheaper for a few runs. On a GPU the size is not measured (none was lent): a GPU wants
     enough runs per kernel to fill it."""
     return DEFAULT_BLOCK.get(platform, ACCELERATOR_BLOCK)
 
@@ -246,7 +247,7 @@ def run_layout(
     grid_points: int,
     iteration_grid_points: int,
     devices: int = 1,
-    block: int = 32,
+    block: int = 64,
 ) -> RunLayout:
     """The memory guard: every run in one call (``ceil(runs / (block x devices))`` blocks per
     device) when that fits in 80% of a device's memory (``memory_estimate``), else the largest

@@ -81,7 +81,7 @@ def test_run_writes_results_config_and_figure(tmp_path):
     assert res.time_per_iteration.mean.shape == (2,) and np.all(res.staleness[:, 1:] == 0)  # k_sync: always fresh
     config = json.loads((out / "config.json").read_text())
     assert config["run"]["seeds"] == 4 and config["run"]["optimizer"] == "sgd"  # resolved defaults
-    assert config["run"]["block"] is None and json.loads((out / "summary.json").read_text())["block"] == 32  # CPU's
+    assert config["run"]["block"] is None and json.loads((out / "summary.json").read_text())["block"] == 64  # CPU's
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out.")]  # no staging left
 
 

@@ -263,7 +263,7 @@ def test_a_runs_numbers_do_not_depend_on_the_runs_beside_it():
     k10 = policies.fixed(10)
     others = [policies.fixed(20), k10, policies.adaptive(10, 40, thresh=2, burnin=3, step=10)]
     alone = engine.simulate(prob, _configs([k10], 5e-4, law, n), seeds=2, **kwargs).trajectories
-    # seeds 0, 1 of k = 10 at runs 70, 71: lanes 6, 7 of the third block of 32
+    # seeds 0, 1 of k = 10 at runs 70, 71: lanes 6, 7 of the second block of 64
     beside = engine.simulate(prob, _configs(others, 5e-4, law, n), seeds=70, **kwargs).trajectories
     assert alone.w.shape[2] == 10
     for name, a, b in zip(alone._fields, alone, beside):

@@ -36,7 +36,7 @@ one = jax.devices()[:1]
 runs = {
     "4 devices": engine.simulate(prob, cfg, **kw, block=2),  # 12 runs: 2 blocks of 4 x 2, 4 of them padding
     "1 device": engine.simulate(prob, cfg, **kw, devices=one, block=2),  # 6 blocks of 2
-    "4 devices, default block": engine.simulate(prob, cfg, **kw),  # 1 block of 4 x 32
+    "4 devices, default block": engine.simulate(prob, cfg, **kw),  # 1 block of 4 x 64
     "1 device, default block": engine.simulate(prob, cfg, **kw, devices=one),
 }
 leaves = {k: jax.tree.leaves(s.summary) for k, s in runs.items()}
