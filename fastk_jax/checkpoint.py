@@ -3,8 +3,8 @@
 A study's checkpoints live in one folder (``registry.run_file`` uses ``OUT.partial/`` beside
 the output folder ``OUT`` and removes it once the results are written), one file per *slot*
 (a compiled group of configurations: ``group-0.npz``, ...). A file holds the engine's state
-after a whole chunk of iterations, for every batch of seeds: the flattened leaves of each
-batch's ``engine.Carry`` (PRNG keys as their raw ``key_data``), and a JSON manifest (the
+after a whole chunk of iterations, for every call of the chunk program (one unless the memory
+guard splits the runs): the flattened leaves of each call's ``engine.Carry`` (PRNG keys as their raw ``key_data``), and a JSON manifest (the
 chunks done, timings, and the *key*: a hash of everything that determines the results). Arrays
 and JSON only: no pickle.
 
@@ -14,7 +14,7 @@ moment leaves the previous checkpoint or the new one, never half of one.
 
 **Never stale.** ``load`` returns a checkpoint only if its key is the one asked for; the
 engine's key hashes the problem's arrays, the configurations' arrays, the static settings,
-every run parameter, the seed layout, the device platform and the package versions. A file
+every run parameter, the run layout (block size, devices, calls), the device platform and the package versions. A file
 with another key, or one that cannot be read, is ignored (with a warning) and overwritten.
 
 **Cadence.** A slot saves after a chunk when ``every_s`` seconds have passed since its last

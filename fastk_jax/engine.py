@@ -293,7 +293,7 @@ def _gather(x: Array) -> np.ndarray:
 
 
 def to_host(carry: Carry) -> list[np.ndarray]:
-    """The carry's leaves as numpy arrays, PRNG keys as their raw key data (checkpoints, seed batches)."""
+    """The carry's leaves as numpy arrays, PRNG keys as their raw key data (checkpoints, calls beyond the first)."""
     return [_gather(jax.random.key_data(x) if _is_key(x) else x) for x in jax.tree.leaves(carry)]
 
 
