@@ -102,10 +102,10 @@ def _advance(carry: Carry, run_config: Array, configs: SimConfig, problem: Probl
     def one_run(carry: Carry, c: Array):
         config = _config_of(configs, c)
 
-        def body(c: Carry, _):
-            state, out = schemes.step(c.state, config, problem, tx, spec)
+        def body(run: Carry, _):
+            state, out = schemes.step(run.state, config, problem, tx, spec)
             trajectory = out if spec.keep_trajectories else None
-            return Carry(state, curves.record(c.curves, grids, out)), trajectory
+            return Carry(state, curves.record(run.curves, grids, out)), trajectory
 
         return jax.lax.scan(body, carry, None, length=spec.chunk)
 
