@@ -240,6 +240,24 @@ class RunLayout(NamedTuple):
         return self.blocks * self.lanes
 
 
+def call_memory(
+    problem: Problem,
+    spec: RunSpec,
+    runs: int,
+    blocks: int,
+    grid_points: int,
+    iteration_grid_points: int,
+    devices: int = 1,
+    block: int = 64,
+) -> int:
+    """Bytes a device needs to run ``blocks`` blocks of ``block`` runs per call (of ``runs`` in
+    all): their state and one block's temporaries (``memory_estimate``), and every run's curves
+    gathered for the summary (``summary_memory``) unless one call on one device holds all."""
+    gathered = blocks < -(-runs // (block * devices)) or devices > 1
+    curves = summary_memory(runs, grid_points, iteration_grid_points, spec.staleness_bins) if gathered else 0
+    return memory_estimate(problem, spec, blocks * block, grid_points, iteration_grid_points, block) + curves
+
+
 def run_layout(
     problem: Problem,
     spec: RunSpec,
@@ -257,11 +275,9 @@ def run_layout(
         raise ConfigError("run.block", f"must be an integer >= 1, got {block!r}")
     budget = 0.8 * available_memory()
     whole = -(-runs // (block * devices))
-    curves_all = summary_memory(runs, grid_points, iteration_grid_points, spec.staleness_bins)
 
-    def need(blocks: int) -> int:  # every run's curves are gathered unless one call on one device holds all
-        gathered = curves_all if blocks < whole or devices > 1 else 0
-        return memory_estimate(problem, spec, blocks * block, grid_points, iteration_grid_points, block) + gathered
+    def need(blocks: int) -> int:
+        return call_memory(problem, spec, runs, blocks, grid_points, iteration_grid_points, devices, block)
 
     blocks = whole
     if need(blocks) > budget and blocks > 1:
@@ -520,12 +536,9 @@ def simulate(
         return jax.tree.unflatten(jax.tree.structure(like), to_host(carries[b]) if single else carries[b])
 
     def slowest_clock() -> float:  # padding copies a real run, so the minimum over all positions is that of the runs
-        if one_call:
-            return float(jnp.min(carries[0].state.time))  # also waits for the chunk to finish
-        times = (
-            [_gather(carries[0].state.time)] if single else [host_carry(b).state.time for b in range(layout.batches)]
-        )
-        return float(min(np.min(t) for t in times))
+        if single:
+            return float(jnp.min(carries[0].state.time))  # on the device(s); also waits for the chunk to finish
+        return float(min(np.min(host_carry(b).state.time) for b in range(layout.batches)))
 
     def save(finished: bool) -> None:
         batches = [to_host(carries[0])] if single else carries

@@ -14,7 +14,6 @@ under a minute on a 2-core CPU.
 
 from __future__ import annotations
 
-import shutil
 import sys
 import time
 import warnings
@@ -187,9 +186,7 @@ def run_file(
             fig = plotting.error_vs_time(res, title=s.name)
         plotting.save_figure(fig, folder / "figure")
 
-    if jax.process_index() == 0:
-        results.save(out, results.to_arrays(res), s.as_dict(), summary, figures=[figure])
-        shutil.rmtree(partial, ignore_errors=True)
+    results.save(out, results.to_arrays(res), s.as_dict(), summary, figures=[figure], checkpoints=partial)
     say(f"fastk-jax: wrote {out}/ ({wall:.1f} s, {sim.compile_s:.1f} s compiling)")
     for c in summary["configurations"]:
         say(f"  {c['label']:<24} final error {c['final_error']:.4g} +- {c['final_error_half_width']:.2g}")
@@ -329,7 +326,6 @@ def _run_theory(raw: dict[str, Any], default_name: str, out, quick: bool, say) -
     output = theory_studies.KINDS[kind]({k: v for k, v in params.items() if k != "kind"}, quick)
     summary = {"name": name, "quick": quick, **output.summary, "versions": versions()}
     summary["wall_s"] = round(time.perf_counter() - started, 3)
-    if jax.process_index() == 0:
-        results.save(out, output.arrays, raw, summary, figures=[output.draw])
+    results.save(out, output.arrays, raw, summary, figures=[output.draw])
     say(f"fastk-jax: wrote {out}/ (theory: {kind})")
     return out

@@ -25,6 +25,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+import jax
 import numpy as np
 
 from .curves import Band, band
@@ -136,12 +137,21 @@ def versions() -> dict[str, str]:
 
 
 def save(
-    out_dir: str | Path, arrays: dict[str, np.ndarray], config: dict[str, Any], summary: dict[str, Any], figures=()
+    out_dir: str | Path,
+    arrays: dict[str, np.ndarray],
+    config: dict[str, Any],
+    summary: dict[str, Any],
+    figures=(),
+    checkpoints: Path | None = None,
 ) -> Path:
     """Write ``arrays`` as results.npz (with its manifest), config.json, summary.json (with
     ``results_sha256`` and ``versions``) and ``figures`` (callables taking a folder and writing
-    files into it) atomically into ``out_dir``."""
+    files into it) atomically into ``out_dir``, then remove ``checkpoints`` (the run's
+    checkpoint folder, no longer needed). Under ``jax.distributed`` only process 0 writes
+    (every process holds the same results), as only it writes checkpoints."""
     out_dir = Path(out_dir)
+    if jax.process_index() != 0:
+        return out_dir
     check_writable(out_dir)
     arrays = {name: np.asarray(a) for name, a in arrays.items()}
     for name, a in arrays.items():
@@ -170,6 +180,8 @@ def save(
         raise FastkError(f"cannot write output folder {out_dir}: {e.strerror or e}") from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+    if checkpoints is not None:
+        shutil.rmtree(checkpoints, ignore_errors=True)
     return out_dir
 
 

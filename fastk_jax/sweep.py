@@ -41,7 +41,6 @@ import itertools
 import json
 import math
 import re
-import shutil
 import sys
 import time
 import warnings
@@ -49,7 +48,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
 
-import jax
 import numpy as np
 
 from . import checkpoint, engine, metrics, results, study
@@ -591,9 +589,7 @@ def run_file(
             folder / "figure",
         )
 
-    if jax.process_index() == 0:  # under jax.distributed every process holds the same results
-        results.save(out, arrays, config, summary, figures=[write_csv, figure])
-        shutil.rmtree(partial, ignore_errors=True)
+    results.save(out, arrays, config, summary, figures=[write_csv, figure], checkpoints=partial)
     say(format_table(columns))
     say(f"fastk-jax: wrote {out}/ ({wall:.1f} s, {timing['compile_s']:.1f} s compiling): {len(rows)} rows in sweep.csv")
     return out

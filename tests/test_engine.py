@@ -219,11 +219,10 @@ def test_divergence_counts_only_on_the_grids():
 
 
 def limit_memory(monkeypatch, prob, spec, runs, block, blocks, grid_points=200, iteration_grid_points=200):
-    """Make the memory guard fit exactly ``blocks`` blocks of ``block`` runs per call."""
+    """Make the memory guard fit exactly ``blocks`` blocks of ``block`` runs per call (fewer than all)."""
 
     def need(b):
-        gathered = engine.summary_memory(runs, grid_points, iteration_grid_points, spec.staleness_bins)
-        return engine.memory_estimate(prob, spec, b * block, grid_points, iteration_grid_points, block) + gathered
+        return engine.call_memory(prob, spec, runs, b, grid_points, iteration_grid_points, block=block)
 
     monkeypatch.setattr(engine, "available_memory", lambda: int((need(blocks) + need(blocks + 1)) / 2 / 0.8))
 
