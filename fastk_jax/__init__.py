@@ -14,7 +14,7 @@ The public API, by concept (each lives in the module of the same name):
 * the NumPy reference simulators: ``reference.simulate_run``, ``reference_schemes.simulate_scheme_run``
 """
 
-from .delays import (
+from .core.delays import (
     Exponential,
     HyperExponential,
     LogNormal,
@@ -24,10 +24,10 @@ from .delays import (
     Weibull,
     make_law,
 )
-from .engine import Simulation, simulate
+from .engine.driver import Simulation, simulate
 from .errors import ConfigError, DataError, FastkError
-from .policies import KPolicy, adaptive, fixed, schedule
-from .spec import RunSpec, SimConfig, stack_configs
+from .core.policies import KPolicy, adaptive, fixed, schedule
+from .core.spec import RunSpec, SimConfig, stack_configs
 
 __version__ = "0.1.0"
 

@@ -51,8 +51,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import data, delays, engine, policies, problems, reference
-from .spec import RunSpec, SimConfig, stack_configs
+from . import data
+from .core import delays, policies, problems
+from . import engine
+from .reference import linear as reference
+from .core.spec import RunSpec, SimConfig, stack_configs
 
 N, D, M, ETA = 50, 100, 2000, 5e-4
 POLICIES = {
@@ -342,7 +345,7 @@ def scaling(
 
 
 def _scaling_figure(result: dict[str, Any], prefix: Path) -> None:
-    from .plotting import plt, save_figure
+    from .analysis.plotting import plt, save_figure
 
     rows = result["points"]
     fig, axes = plt.subplots(1, 3, figsize=(10, 3.2), constrained_layout=True)

@@ -68,19 +68,20 @@ def _say(quiet: bool):
 
 
 def _run(args) -> int:
-    from . import registry
+    from .runner import folder
+    from .study import library
 
-    path = args.config if args.command == "run" else registry.find(args.name)
-    registry.run_file(
+    path = args.config if args.command == "run" else library.find(args.name)
+    folder.run_file(
         path, args.out, args.seeds, args.quick, progress=_progress_printer(args.quiet), say=_say(args.quiet)
     )
     return 0
 
 
 def _studies(args) -> int:
-    from . import registry
+    from .study import library
 
-    entries = registry.describe()
+    entries = library.describe()
     width = max(len(name) for name, _ in entries)
     for name, description in entries:
         print(f"{name.ljust(width)}  {description}")
@@ -88,14 +89,14 @@ def _studies(args) -> int:
 
 
 def _check_bounds(args) -> int:
-    from . import check_bounds
+    from .runner import check_bounds
     from .errors import ConfigError
 
     if not 0 <= args.seed <= 2**32 - 1:
         raise ConfigError("--seed", f"must be from 0 to {2**32 - 1}, got {args.seed}")
     checks = check_bounds.run_checks(quick=args.quick, seed=args.seed)
     if args.json:
-        from .results import finite_json
+        from .io.files import finite_json
 
         print(json.dumps(finite_json([c.as_dict() for c in checks]), allow_nan=False))
     else:

@@ -6,7 +6,8 @@ import json
 import numpy as np
 import pytest
 
-from fastk_jax import bench, policies, problems
+from fastk_jax import bench
+from fastk_jax.core import policies, problems
 from fastk_jax.data import synthetic_linear
 
 

@@ -16,9 +16,14 @@ import pytest
 from test_cli import base, toml
 from test_engine import limit_memory
 
-from fastk_jax import checkpoint, delays, engine, policies, problems, registry
+from fastk_jax.engine import checkpoint
+from fastk_jax.core import delays, policies, problems
+from fastk_jax import engine
+from fastk_jax.core.curves import Grids
+from fastk_jax.engine import loop
+from fastk_jax.runner import folder as registry
 from fastk_jax.data import synthetic_linear
-from fastk_jax.spec import RunSpec, SimConfig, stack_configs
+from fastk_jax.core.spec import RunSpec, SimConfig, stack_configs
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -89,9 +94,9 @@ def test_unreadable_checkpoint_starts_over(tmp_path):
 def test_carry_with_keys_round_trips_through_the_host():
     prob, cfg, kwargs = _setup()
     spec = kwargs["spec"]._replace(scheme="k_batch_async")  # with the pending computations
-    grids = engine.Grids(jnp.linspace(0.0, 5.0, 7), jnp.arange(5), jnp.asarray(1e6), jnp.asarray([1.0]))
+    grids = Grids(jnp.linspace(0.0, 5.0, 7), jnp.arange(5), jnp.asarray(1e6), jnp.asarray([1.0]))
     runs = jnp.arange(8, dtype=jnp.int32).reshape(2, 4)  # 2 blocks of 4: configuration, seed
-    carry = engine._init(cfg, prob, grids, jnp.uint32(3), runs // 4, runs % 4, spec=spec)
+    carry = loop._init(cfg, prob, grids, jnp.uint32(3), runs // 4, runs % 4, spec=spec)
     back = engine.to_device(engine.to_host(carry), carry, None)
     assert jax.tree.structure(back) == jax.tree.structure(carry)
     assert jax.dtypes.issubdtype(back.state.key.dtype, jax.dtypes.prng_key)

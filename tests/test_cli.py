@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 
-from fastk_jax import results
+from fastk_jax.analysis import results
 from fastk_jax.data import write_idx
 
 # the installed console script, preferably the one beside this interpreter

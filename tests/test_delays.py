@@ -4,7 +4,7 @@ import jax
 import numpy as np
 import pytest
 
-from fastk_jax import delays
+from fastk_jax.core import delays
 from fastk_jax.errors import ConfigError
 
 LAWS = [

@@ -6,10 +6,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from fastk_jax import curves, delays, engine, policies, problems, schemes
+from fastk_jax.core import curves, delays, policies, problems, schemes
+from fastk_jax import engine
+from fastk_jax.engine import layout
 from fastk_jax.data import synthetic_linear
 from fastk_jax.errors import ConfigError
-from fastk_jax.spec import RunSpec, SimConfig, stack_configs
+from fastk_jax.core.spec import RunSpec, SimConfig, stack_configs
 
 
 def _linear(m=100, d=5, n=50, seed=0):
@@ -224,7 +226,7 @@ def limit_memory(monkeypatch, prob, spec, runs, block, blocks, grid_points=200, 
     def need(b):
         return engine.call_memory(prob, spec, runs, b, grid_points, iteration_grid_points, block=block)
 
-    monkeypatch.setattr(engine, "available_memory", lambda: int((need(blocks) + need(blocks + 1)) / 2 / 0.8))
+    monkeypatch.setattr(layout, "available_memory", lambda: int((need(blocks) + need(blocks + 1)) / 2 / 0.8))
 
 
 def test_memory_guard_splits_the_runs_into_calls_and_refuses_only_when_one_block_does_not_fit(monkeypatch):

@@ -31,9 +31,10 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from fastk_jax import cli, data, engine, study, sweep
+from fastk_jax import cli, data, engine, study
+from fastk_jax.runner import sweep
 from fastk_jax.errors import ConfigError, DataError, FastkError
-from fastk_jax.study import tomllib  # tomli before Python 3.11
+from fastk_jax.study.tables import tomllib  # tomli before Python 3.11
 
 FUZZ = settings(
     deadline=None,

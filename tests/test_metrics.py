@@ -2,9 +2,9 @@
 
 import numpy as np
 
-from fastk_jax import metrics
-from fastk_jax.curves import Band
-from fastk_jax.results import BANDS, Results
+from fastk_jax.analysis import metrics
+from fastk_jax.core.curves import Band
+from fastk_jax.analysis.results import BANDS, Results
 
 
 def _results(error_mean, half_width, downloads, fetches) -> Results:

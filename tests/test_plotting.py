@@ -1,6 +1,6 @@
 """Figure conventions: one style per configuration label, kept across figures."""
 
-from fastk_jax import plotting
+from fastk_jax.analysis import plotting
 
 
 def test_a_fixed_k_keeps_its_color_whatever_is_beside_it():

@@ -4,7 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from fastk_jax import policies
+from fastk_jax.core import policies
 from fastk_jax.errors import ConfigError
 
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fastk_jax import policies, study
+from fastk_jax.core import policies
+from fastk_jax import study
+from fastk_jax.runner import execute
 from fastk_jax.errors import ConfigError
 
 
@@ -26,7 +28,7 @@ def test_oracle_schedule_follows_the_lowest_curve_and_never_decreases():
             [9.0, 8.0, 6.0, 3.0, 0.6, 0.1],  # k=8: best at the end
         ]
     )
-    p = study.oracle_schedule(t, curves, [1, 4, 8])
+    p = execute.oracle_schedule(t, curves, [1, 4, 8])
     assert int(p.k0) == 1  # ties at t=0 go to the first
     np.testing.assert_array_equal(p.at, [2.0, 5.0])  # the flip back to k=1 at t=3 is ignored
     np.testing.assert_array_equal(p.ks, [4, 8])
@@ -43,10 +45,10 @@ STUDY = {
 def test_the_oracle_runs_after_the_fixed_k_and_follows_their_envelope():
     s = study.resolve(STUDY)
     prepared = study.prepare(s)
-    labels, sim = study.run_study(s, prepared=prepared)
+    labels, sim = execute.run_study(s, prepared=prepared)
     assert labels == ["k=1", "k=6", "oracle (envelope)", "doubling 1->6 every 20"]
     oracle = prepared.configurations[2].config.policy  # replaced by the schedule it followed
-    expected = study.oracle_schedule(sim.time_grid, sim.summary.error.mean[:2], [1, 6])
+    expected = execute.oracle_schedule(sim.time_grid, sim.summary.error.mean[:2], [1, 6])
     np.testing.assert_array_equal(oracle.at, expected.at)
     np.testing.assert_array_equal(oracle.ks, expected.ks)
     k = sim.summary.k.mean[2]

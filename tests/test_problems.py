@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from fastk_jax import problems
+from fastk_jax.core import problems
 from fastk_jax.data import synthetic_linear
 from fastk_jax.errors import DataError
 

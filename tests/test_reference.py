@@ -18,8 +18,10 @@ import jax
 import numpy as np
 import pytest
 
-from fastk_jax import data, delays, engine, policies, problems, reference
-from fastk_jax.spec import RunSpec, SimConfig, stack_configs
+from fastk_jax import data, engine
+from fastk_jax.core import delays, policies, problems
+from fastk_jax.reference import linear as reference
+from fastk_jax.core.spec import RunSpec, SimConfig, stack_configs
 
 N = 10  # workers
 SEEDS = 3

@@ -17,8 +17,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from fastk_jax import data, policies, problems, reference
-from fastk_jax import reference_schemes as rs
+from fastk_jax import data
+from fastk_jax.core import policies, problems
+from fastk_jax.reference import linear as reference
+from fastk_jax.reference import schemes as rs
 from fastk_jax.theory import async_theory as at
 
 EXP = ("exponential", {"rate": 1.0})

@@ -7,10 +7,13 @@ import numpy as np
 import pytest
 from test_cli import run_cli
 
-from fastk_jax import check_bounds, cli, registry, results
+from fastk_jax.runner import check_bounds, folder as registry
+from fastk_jax.study import library
+from fastk_jax import cli
+from fastk_jax.analysis import results
 from fastk_jax.theory import fastest_k_bounds
 
-STUDIES = sorted(registry.study_files())
+STUDIES = sorted(library.study_files())
 FILES = ("results.npz", "config.json", "summary.json", "figure.png", "figure.pdf")
 
 
@@ -106,8 +109,9 @@ def test_check_bounds_json_quick():
 def test_bound_optimal_policy_in_a_study_follows_theorem1(tmp_path):
     from test_cli import toml
 
-    from fastk_jax import data, problems
-    from fastk_jax.delays import make_law
+    from fastk_jax import data
+    from fastk_jax.core import problems
+    from fastk_jax.core.delays import make_law
     from fastk_jax.theory import constants
 
     doc = {

@@ -7,7 +7,9 @@ import zipfile
 import numpy as np
 import pytest
 
-from fastk_jax import FastkError, results
+from fastk_jax import FastkError
+from fastk_jax.analysis import results
+from fastk_jax.io import files
 
 
 def _arrays():
@@ -32,7 +34,7 @@ def _arrays():
 
 
 def _save(tmp_path, config=None):
-    return results.save(tmp_path / "out", _arrays(), config or {"name": "x", "run": {"eta": [0.5]}}, {"name": "x"})
+    return files.save(tmp_path / "out", _arrays(), config or {"name": "x", "run": {"eta": [0.5]}}, {"name": "x"})
 
 
 def _rewrite(npz, change):
@@ -46,8 +48,8 @@ def test_save_writes_a_manifest_and_load_checks_it(tmp_path):
     out = _save(tmp_path)
     summary = json.loads((out / "summary.json").read_text())
     with np.load(out / "results.npz", allow_pickle=False) as f:
-        manifest = json.loads(str(f[results.MANIFEST]))
-    assert manifest["sha256"] == summary["results_sha256"] == results.content_hash(_arrays())
+        manifest = json.loads(str(f[files.MANIFEST]))
+    assert manifest["sha256"] == summary["results_sha256"] == files.content_hash(_arrays())
     assert manifest["config"] == {"name": "x", "run": {"eta": [0.5]}}
     assert {"fastk_jax", "jax", "numpy"} <= set(manifest["versions"]) and summary["versions"] == manifest["versions"]
     res = results.load(out)
@@ -90,19 +92,19 @@ def test_edited_array_or_mixed_folder_is_refused(tmp_path):
     with pytest.raises(FastkError, match="they come from different runs"):
         results.load(out)
     assert results.load(out / "results.npz").seeds == 3  # the file alone is consistent
-    assert results.status(out, "anything") == "unreadable"
-    assert results.status(tmp_path / "nowhere", "anything") == "absent"
+    assert files.status(out, "anything") == "unreadable"
+    assert files.status(tmp_path / "nowhere", "anything") == "absent"
 
 
 def test_files_without_a_manifest_still_load(tmp_path):
     out = _save(tmp_path)
-    _rewrite(out / "results.npz", lambda a: a.pop(results.MANIFEST))
+    _rewrite(out / "results.npz", lambda a: a.pop(files.MANIFEST))
     assert results.load(out / "results.npz").seeds == 3
 
 
 def test_object_arrays_are_never_pickled(tmp_path):
     with pytest.raises(ValueError, match="cannot be saved"):
-        results.save(tmp_path / "out", {"x": np.asarray([{}, 1], dtype=object)}, {}, {})
+        files.save(tmp_path / "out", {"x": np.asarray([{}, 1], dtype=object)}, {}, {})
     assert not (tmp_path / "out").exists()
 
 

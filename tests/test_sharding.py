@@ -19,11 +19,12 @@ SCRIPT = """
 import json
 import jax
 import numpy as np
-from fastk_jax import delays, engine, policies, problems
+from fastk_jax.core import delays, policies, problems
+from fastk_jax import engine
 
 assert engine.init_distributed()  # one process of jax.distributed: the multi-host path, on one host
 from fastk_jax.data import synthetic_linear
-from fastk_jax.spec import RunSpec, SimConfig, stack_configs
+from fastk_jax.core.spec import RunSpec, SimConfig, stack_configs
 
 n = 10
 x, y, _ = synthetic_linear(200, 20, 0)

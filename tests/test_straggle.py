@@ -7,9 +7,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from fastk_jax import delays, schemes, study
+from fastk_jax.core import delays, schemes
+from fastk_jax import study
+from fastk_jax.runner import execute
 from fastk_jax.errors import ConfigError
-from fastk_jax.spec import Straggle
+from fastk_jax.core.spec import Straggle
 from fastk_jax.theory.order_stats import order_statistic_moments
 
 
@@ -50,7 +52,7 @@ def test_time_per_update_at_k_equal_n_is_the_max_of_the_stationary_mixture():
     correlated through the chains, so the tolerance comes from the spread over seeds."""
     s = study.resolve(STUDY)
     assert s.delays[0]["mean"] == pytest.approx(1.0 * (1 + 0.5 * 9))  # P[slow] = 0.1 / 0.2
-    _, sim = study.run_study(s)
+    _, sim = execute.run_study(s)
     per_seed = np.asarray(sim.summary.final_time[0], np.float64) / int(sim.summary.iterations[0])
     mixture = delays.make_law("hyperexponential", probs=[0.5, 0.5], rates=[1.0, 0.1])
     exact = order_statistic_moments(mixture, 6, 6).mean

@@ -8,7 +8,10 @@ import csv
 import numpy as np
 import pytest
 
-from fastk_jax import cli, metrics, results, study, sweep
+from fastk_jax import cli, study
+from fastk_jax.runner import execute
+from fastk_jax.analysis import metrics, results
+from fastk_jax.runner import sweep
 from fastk_jax.errors import ConfigError
 
 BASE = {
@@ -95,7 +98,7 @@ def test_rows_equal_the_points_run_as_studies(ran):
     s, rows, res, _ = ran
     columns = sweep.table(s, rows, res)
     point = sweep.points(s)[3]  # thresh 8, eta 0.004
-    labels, sim = study.run_study(point.study)
+    labels, sim = execute.run_study(point.study)
     alone = results.from_simulation(labels, sim, 6, 1.0, 3)
     r = metrics.reach(alone, s.eps)
     mine = np.flatnonzero((columns["policy[1].thresh"] == 8) & (columns["run.eta"] == 0.004))

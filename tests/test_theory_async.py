@@ -7,7 +7,7 @@ from typing import NamedTuple
 import numpy as np
 import pytest
 
-from fastk_jax import delays
+from fastk_jax.core import delays
 from fastk_jax.errors import ConfigError
 from fastk_jax.theory import async_theory as rl
 

@@ -5,7 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from fastk_jax import data, problems
+from fastk_jax import data
+from fastk_jax.core import problems
 from fastk_jax.theory import constants
 
 

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from fastk_jax import policies
+from fastk_jax.core import policies
 from fastk_jax.errors import ConfigError
 from fastk_jax.theory import fastest_k_bounds as bounds
 

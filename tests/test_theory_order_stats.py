@@ -7,7 +7,7 @@ import jax
 import numpy as np
 import pytest
 
-from fastk_jax.delays import make_law
+from fastk_jax.core.delays import make_law
 from fastk_jax.errors import ConfigError
 from fastk_jax.theory.order_stats import order_statistic_moments
 

@@ -36,7 +36,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..problems import LinearRegression, LogisticRegression, Problem, logistic_optimum
+from ..core.problems import LinearRegression, LogisticRegression, Problem, logistic_optimum
 
 
 class ProblemConstants(NamedTuple):

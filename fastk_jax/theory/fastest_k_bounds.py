@@ -55,8 +55,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .. import policies
-from ..delays import Exponential
+from ..core import policies
+from ..core.delays import Exponential
 from ..errors import ConfigError
 from .order_stats import order_statistic_moments
 

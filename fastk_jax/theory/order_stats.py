@@ -59,7 +59,7 @@ from typing import NamedTuple
 import numpy as np
 from numpy.typing import ArrayLike
 
-from ..delays import (
+from ..core.delays import (
     DelayLaw,
     Exponential,
     HyperExponential,

@@ -24,36 +24,15 @@ from typing import Any
 import jax
 import numpy as np
 
-from . import __version__, checkpoint, engine, plotting, results, study, theory_studies
-from .errors import ConfigError
-
-STUDIES_DIR = Path(__file__).resolve().parent.parent / "studies"
-
-
-def study_files() -> dict[str, Path]:
-    """Every registered study: name -> its file in ``studies/``."""
-    if not STUDIES_DIR.is_dir():
-        raise ConfigError("study", f"no studies folder at {STUDIES_DIR} (install with pip install -e .)")
-    return {p.stem: p for p in sorted(STUDIES_DIR.glob("*.toml"))}
-
-
-def describe() -> list[tuple[str, str]]:
-    """(name, one-line description) of every registered study."""
-    return [(name, str(study.read_toml(path).get("description", ""))) for name, path in study_files().items()]
-
-
-def find(name: str) -> Path:
-    files = study_files()
-    if name not in files:
-        raise ConfigError("study", f"no study named {name!r}; `fastk-jax studies` lists them")
-    return files[name]
-
-
-def versions() -> dict[str, str]:
-    import optax
-
-    return {"fastk_jax": __version__, "jax": jax.__version__, "optax": optax.__version__, "numpy": np.__version__}
-
+from .. import engine
+from ..engine import checkpoint
+from ..io import files
+from ..versions import versions
+from ..analysis import plotting, results
+from ..study import tables as study
+from . import execute
+from . import theory_studies
+from ..errors import ConfigError
 
 def run_file(
     path: str | Path,
@@ -87,7 +66,7 @@ def run_file(
         return sweep.run_file(raw, Path(path).stem, out, seeds, quick, progress, say)
     s = study.resolve(raw, seeds=seeds, default_name=Path(path).stem, quick=quick)
     out = Path(out) if out else Path("results") / s.name
-    results.check_writable(out)
+    files.check_writable(out)
     partial, every = checkpoint.partial_folder(out), checkpoint.cadence(checkpoint_every_s)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -95,7 +74,7 @@ def run_file(
         # the platform too: it sets the default block size, and its kernels set the last bits
         where = {"config": s.as_dict(), "versions": versions(), "platform": jax.default_backend()}
         fingerprint = checkpoint.fingerprint(where, prepared.problem)
-        state = results.status(out, fingerprint)
+        state = files.status(out, fingerprint)
         if state != "complete":
             say(f"fastk-jax: {s.name}: {len(prepared.labels)} configurations x {s.run['seeds']} seeds")
             if state in ("other", "unreadable"):
@@ -104,7 +83,7 @@ def run_file(
                 say(f"fastk-jax: resuming from the checkpoints in {partial}/")
             started = time.perf_counter()
             labels = prepared.labels
-            sim = study.run_all(
+            sim = execute.run_all(
                 prepared.problem,
                 prepared.configurations,
                 s.run,
@@ -162,7 +141,7 @@ def run_file(
     summary["reach"] = reach_table(res, s.report)
     kind = s.figure["kind"]
     if kind == "envelope":
-        from . import metrics
+        from ..analysis import metrics
 
         env = metrics.envelope(
             res.bands["error"].mean, [c for c, conf in enumerate(confs) if conf.policy["kind"] == "fixed"]
@@ -186,7 +165,7 @@ def run_file(
             fig = plotting.error_vs_time(res, title=s.name)
         plotting.save_figure(fig, folder / "figure")
 
-    results.save(out, results.to_arrays(res), s.as_dict(), summary, figures=[figure], checkpoints=partial)
+    files.save(out, results.to_arrays(res), s.as_dict(), summary, figures=[figure], checkpoints=partial)
     say(f"fastk-jax: wrote {out}/ ({wall:.1f} s, {sim.compile_s:.1f} s compiling)")
     for c in summary["configurations"]:
         say(f"  {c['label']:<24} final error {c['final_error']:.4g} +- {c['final_error_half_width']:.2g}")
@@ -197,8 +176,8 @@ def runtime_panels(confs: list[study.Configuration], iterations: int, n: int) ->
     """For the runtime-against-K figure: per delay law, the fixed-k configurations of each scheme
     and the theory lines, Lemma 4 (K-sync, E[X_(K:P)]; also Lemma 6's bound on K-async for
     new-longer-than-used laws) and Lemma 5 (K-batch-async, K E[X] / P), times ``iterations``."""
-    from .theory import async_theory
-    from .theory.order_stats import order_statistic_moments
+    from ..theory import async_theory
+    from ..theory.order_stats import order_statistic_moments
 
     panels: dict[str, dict] = {}
     for c, conf in enumerate(confs):
@@ -225,7 +204,7 @@ def reach_table(res: results.Results, report: dict) -> list[dict]:
     """For each error level of the study's [report] (and the reference policy's floor): each
     configuration's time to reach it (with the band's bracket) and the communication by then;
     with a reference, how many times sooner than the reference each configuration gets there."""
-    from . import metrics
+    from ..analysis import metrics
 
     labels = [str(label) for label in res.labels]
     levels = [(f"{level:g}", level) for level in report["levels"]]
@@ -255,7 +234,7 @@ def reach_table(res: results.Results, report: dict) -> list[dict]:
 def envelope_table(res: results.Results, env, levels: list[float]) -> dict:
     """For the envelope figure: the best fixed k in hindsight at 21 times, and
     each other policy's regret over the envelope (``metrics.regret``)."""
-    from . import metrics
+    from ..analysis import metrics
 
     k = res.bands["k"].mean[:, 0]
     samples = np.unique(np.linspace(0, len(res.time_grid) - 1, 21).round().astype(int))
@@ -321,11 +300,11 @@ def _run_theory(raw: dict[str, Any], default_name: str, out, quick: bool, say) -
         raise ConfigError("theory", "must be a table")
     kind = study._string(params, "kind", "theory", choices=tuple(theory_studies.KINDS))
     out = Path(out) if out else Path("results") / name
-    results.check_writable(out)
+    files.check_writable(out)
     started = time.perf_counter()
     output = theory_studies.KINDS[kind]({k: v for k, v in params.items() if k != "kind"}, quick)
     summary = {"name": name, "quick": quick, **output.summary, "versions": versions()}
     summary["wall_s"] = round(time.perf_counter() - started, 3)
-    results.save(out, output.arrays, raw, summary, figures=[output.draw])
+    files.save(out, output.arrays, raw, summary, figures=[output.draw])
     say(f"fastk-jax: wrote {out}/ (theory: {kind})")
     return out

@@ -11,10 +11,12 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from . import delays, plotting, study
-from .errors import ConfigError
-from .theory import async_theory, fastest_k_bounds
-from .theory.order_stats import order_statistic_moments
+from ..core import delays
+from ..analysis import plotting
+from ..study import tables as study
+from ..errors import ConfigError
+from ..theory import async_theory, fastest_k_bounds
+from ..theory.order_stats import order_statistic_moments
 
 
 class TheoryOutput(NamedTuple):

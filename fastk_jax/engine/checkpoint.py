@@ -42,15 +42,6 @@ FORMAT = "fastk-jax checkpoint 1"
 DEFAULT_EVERY_S = 30.0
 
 
-def versions() -> dict[str, str]:
-    """The versions that can change a simulation's numbers."""
-    import jaxlib
-
-    from . import __version__
-
-    return {"fastk_jax": __version__, "jax": jax.__version__, "jaxlib": jaxlib.__version__, "numpy": np.__version__}
-
-
 def fingerprint(*parts: Any) -> str:
     """sha256 over ``parts``: JSON-able values (canonical JSON) and pytrees of arrays (each
     leaf's dtype, shape and bytes, in tree order; PRNG keys by their key data)."""
@@ -94,7 +85,7 @@ def cadence(every_s: float | str | None = None) -> float | None:
     try:
         return float(every)
     except ValueError:
-        from .errors import ConfigError
+        from ..errors import ConfigError
 
         raise ConfigError("FASTK_CHECKPOINT_EVERY_S", f"must be seconds or 'off', got {every!r}") from None
 

@@ -27,9 +27,10 @@ from typing import Any, NamedTuple
 import jax
 import numpy as np
 
-from . import data, delays, engine, policies, problems, schemes
-from .errors import ConfigError
-from .spec import OPTIMIZERS, RunSpec, SimConfig, Straggle, stack_configs
+from .. import data
+from ..core import delays, policies, problems, schemes
+from ..errors import ConfigError
+from ..core.spec import OPTIMIZERS, RunSpec, SimConfig, Straggle, stack_configs
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -656,7 +657,7 @@ def delay_law(d: dict, batch_size: int) -> delays.DelayLaw:
 def bound_optimal(pc, law, slowdown: np.ndarray, eta: float) -> policies.KPolicy:
     """Theorem 1's schedule for a problem's constants ``pc`` (``theory.constants``), a cluster
     and a step size, with mu_k = E[X_(k:n)] from ``theory.order_stats``."""
-    from .theory.fastest_k_bounds import BoundConstants, bound_optimal_policy, order_means
+    from ..theory.fastest_k_bounds import BoundConstants, bound_optimal_policy, order_means
 
     if not 0 < eta * pc.c < 1:
         raise ConfigError("run.eta", f"Theorem 1 needs 0 < eta c < 1; eta={eta:g} and c={pc.c:.4g}")
@@ -693,7 +694,7 @@ def configurations(study: Study, problem: problems.Problem | None = None) -> lis
                     if problem is None:
                         raise ValueError("a bound-optimal policy needs the problem")
                     if constants is None:
-                        from .theory.constants import problem_constants
+                        from ..theory.constants import problem_constants
 
                         constants = problem_constants(problem)
                     # Markov stragglers enter as their stationary mean factor (Theorem 1 assumes iid
@@ -754,155 +755,3 @@ def prepare(study: Study) -> Prepared:
 def _oracle_members(oracle: dict, pols: list[dict]) -> list[dict]:
     """The fixed-k policies whose envelope an oracle follows: those of its scheme settings."""
     return [q for q in pols if q["kind"] == "fixed" and all(q[f] == oracle[f] for f in PER_POLICY)]
-
-
-def _follows(oracle: Configuration, conf: Configuration) -> bool:
-    """Whether ``conf`` is one of the fixed-k configurations whose envelope ``oracle`` follows:
-    same cluster, step size and scheme settings."""
-    return (
-        conf.policy["kind"] == "fixed"
-        and all(conf.policy[f] == oracle.policy[f] for f in PER_POLICY)
-        and {k: v for k, v in conf.delays.items() if k != "label"}
-        == {k: v for k, v in oracle.delays.items() if k != "label"}
-        and float(conf.config.eta) == float(oracle.config.eta)
-    )
-
-
-def oracle_schedule(time_grid: np.ndarray, error_mean: np.ndarray, ks: list[int]) -> policies.KPolicy:
-    """The oracle's k: at each grid time the fixed k whose mean error curve ``error_mean`` (one
-    row per k in ``ks``) is lowest, made non-decreasing (the running maximum: where curves are
-    close, noise makes the argmin flip between neighbours, and the bound-optimal k only grows,
-    Theorem 1), as a time schedule."""
-    from . import metrics
-
-    env = metrics.envelope(error_mean, np.arange(len(ks)))
-    best = np.where(env.best >= 0, np.asarray(ks)[np.maximum(env.best, 0)], 0)
-    k = np.maximum.accumulate(np.where(best > 0, best, min(ks)))
-    change = np.flatnonzero(np.diff(k)) + 1
-    return policies.schedule(int(k[0]), time_grid[change].tolist(), k[change].tolist(), by="time")
-
-
-def run_study(
-    study: Study,
-    progress: Callable[[engine.Progress], None] | None = None,
-    prepared: Prepared | None = None,
-    **options,
-) -> tuple[list[str], engine.Simulation]:
-    """Run every configuration of a study (``run_all``, with ``options``)."""
-    prepared = prepared or prepare(study)
-    return prepared.labels, run_all(prepared.problem, prepared.configurations, study.run, progress, **options)
-
-
-def run_all(
-    problem: problems.Problem,
-    confs: list[Configuration],
-    run: dict,
-    progress: Callable[[engine.Progress], None] | None = None,
-    iterations: int | None = None,
-    **options,
-) -> engine.Simulation:
-    """``run_configurations``, oracles second: the fixed-k configurations they follow run
-    first, and each oracle follows the lower envelope of their mean curves (``oracle_schedule``;
-    ``confs[c]`` of an oracle is replaced by the schedule it followed). Row c is ``confs[c]``."""
-    oracles = [c for c, conf in enumerate(confs) if conf.policy["kind"] == "oracle"]
-    if not oracles:
-        return run_configurations(problem, confs, run, progress, iterations, **options)
-    first = [c for c in range(len(confs)) if c not in oracles]
-    iterations = iterations or iterations_needed(confs, run)
-    checkpoint = options.pop("checkpoint", None)
-
-    def part(index: list[int], share: float, offset: float, name: str) -> engine.Simulation:
-        where = {} if checkpoint is None else {"checkpoint": Path(checkpoint) / name}
-        part_progress = engine.share_progress(progress, offset, share)
-        return run_configurations(
-            problem, [confs[c] for c in index], run, part_progress, iterations, **options, **where
-        )
-
-    share = len(first) / len(confs)
-    pilot = part(first, share, 0.0, "pilot")
-    for c in oracles:
-        rows = [r for r, f in enumerate(first) if _follows(confs[c], confs[f])]
-        if len(rows) < 2:
-            raise ConfigError(confs[c].label, "an oracle follows the envelope of two or more fixed-k policies")
-        ks = [int(confs[first[r]].policy["k"]) for r in rows]
-        schedule = oracle_schedule(pilot.time_grid, pilot.summary.error.mean[rows], ks)
-        confs[c] = confs[c]._replace(config=confs[c].config._replace(policy=schedule))
-    follow = part(oracles, 1.0 - share, share, "oracle")
-    return engine.concatenate([pilot, follow], np.argsort(first + oracles).tolist())
-
-
-def iterations_needed(confs: list[Configuration], run: dict) -> int:
-    """The iterations of the common iteration grid: ``run.iterations``, or as many as the
-    fastest configuration needs to reach the time horizon."""
-    if run["iterations"] is not None:
-        return run["iterations"]
-    fastest = min(engine.mean_iteration_time(c.config, c.spec, int(c.config.policy.k0)) for c in confs)
-    needed = run["time_horizon"] / fastest
-    limit = (INT_MAX - run["chunk"]) // 21  # engine.simulate stops at 20 x iterations + a chunk, in int32
-    if not needed <= limit:
-        raise ConfigError(
-            "run.time_horizon",
-            f"needs about {needed:.3g} updates, more than {limit}; shorten the horizon or set run.iterations",
-        )
-    return max(1, math.ceil(needed))
-
-
-def run_configurations(
-    problem: problems.Problem,
-    confs: list[Configuration],
-    run: dict,
-    progress: Callable[[engine.Progress], None] | None = None,
-    iterations: int | None = None,
-    *,
-    checkpoint: str | Path | None = None,
-    checkpoint_every_s: float = 30.0,
-    block: int | None = None,
-    devices: list | None = None,
-) -> engine.Simulation:
-    """Run configurations of one problem and one resolved [run] table: those of one static
-    setting (scheme, gradients, batch size, learning-rate rule) and one kind of delay law in
-    one compiled, vmapped call, the groups in turn, on common grids (``iterations``: the
-    iteration grid's length, default ``iterations_needed``). Row c of the result is ``confs[c]``.
-
-    ``checkpoint``: a folder where each group's state is saved (``group-G.npz``, at most every
-    ``checkpoint_every_s`` seconds and when the group finishes) and resumed from by a later call
-    with the same arguments (``engine.simulate``). ``block`` (default ``run.block``, else the
-    platform's) and ``devices``: how the runs are laid out (``engine.RunLayout``)."""
-    from .checkpoint import Store
-
-    store = None if checkpoint is None else Store(checkpoint, checkpoint_every_s)
-    if block is None:
-        block = run.get("block")
-    groups: dict[tuple, list[int]] = {}  # configurations that share a compiled program
-    for c, conf in enumerate(confs):
-        law = conf.config.delay  # its kind and its arrays' shapes (a trace's table, a mixture's terms)
-        shapes = tuple(np.shape(leaf) for leaf in jax.tree.leaves(law))
-        groups.setdefault((conf.spec, type(law), shapes), []).append(c)
-    iterations = iterations or iterations_needed(confs, run)
-    sims = []
-    for g, ((spec, _, _), members) in enumerate(groups.items()):
-        spec = spec._replace(
-            max_k=max(policies.largest_k(confs[c].config.policy) for c in members),
-            chunk=min(spec.chunk, iterations + 1),  # a chunk longer than the run would only waste updates
-        )
-
-        sims.append(
-            engine.simulate(
-                problem,
-                stack_configs([confs[c].config for c in members]),
-                seeds=run["seeds"],
-                time_horizon=run["time_horizon"],
-                spec=spec,
-                seed=run["seed"],
-                iterations=iterations,
-                grid_points=run["grid_points"],
-                divergence_factor=run["divergence_factor"],
-                progress=engine.share_progress(progress, g / len(groups), 1 / len(groups)),
-                block=block,
-                devices=devices,
-                checkpoint=None if store is None else store.slot(f"group-{g}"),
-            )
-        )
-    stacked = [c for members in groups.values() for c in members]
-    order = np.argsort(stacked)  # row of each configuration in the stacked groups
-    return engine.concatenate(sims, order.tolist())

@@ -51,7 +51,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 Array = jax.Array
 

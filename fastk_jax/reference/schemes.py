@@ -56,11 +56,11 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
-from .reference import _Linear, _Logistic, _numpy_problem, _Policy, draw_delays, sgd_step
+from .linear import _Linear, _Logistic, _numpy_problem, _Policy, draw_delays, sgd_step
 
 if TYPE_CHECKING:
-    from .policies import KPolicy
-    from .problems import Problem
+    from ..core.policies import KPolicy
+    from ..core.problems import Problem
 
 
 class Scheme(NamedTuple):

@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import optax
 
 from .delays import DelayLaw
-from .errors import ConfigError
+from ..errors import ConfigError
 from .policies import KPolicy
 
 Array = jax.Array

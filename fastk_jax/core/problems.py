@@ -30,7 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .errors import DataError
+from ..errors import DataError
 
 Array = jax.Array
 

@@ -26,12 +26,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import data, delays, engine, policies, problems
-from .spec import RunSpec, SimConfig, sample_delays, stack_configs
-from .theory import async_theory
-from .theory.constants import problem_constants
-from .theory.fastest_k_bounds import BoundConstants, bound_optimal_policy, error_bound, order_means
-from .theory.order_stats import order_statistic_moments
+from .. import data
+from ..core import delays, policies, problems
+from .. import engine
+from ..core.spec import RunSpec, SimConfig, sample_delays, stack_configs
+from ..theory import async_theory
+from ..theory.constants import problem_constants
+from ..theory.fastest_k_bounds import BoundConstants, bound_optimal_policy, error_bound, order_means
+from ..theory.order_stats import order_statistic_moments
 
 
 class Check(NamedTuple):

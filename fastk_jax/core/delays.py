@@ -34,7 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import gammaln
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 Array = jax.Array
 

@@ -65,8 +65,9 @@ import jax.numpy as jnp
 import optax
 
 from . import policies
-from .errors import ConfigError
+from ..errors import ConfigError
 from .problems import Problem, excess_loss
+from .curves import Out
 from .spec import RunSpec, SimConfig
 
 Array = jax.Array
@@ -132,19 +133,6 @@ class State(NamedTuple):
     key: Array  # this run's key; iteration j uses fold_in(key, j)
     pending: Pending | None  # None for the cancelling schemes
     slow: Array  # (n,) bool: the workers a Markov straggle chain has slowed (``spec.Straggle``)
-
-
-class Out(NamedTuple):
-    """What is recorded about model w_j and the update made from it."""
-
-    time: Array  # () t_j
-    iteration: Array  # () j
-    k: Array  # () k used at iteration j
-    error: Array  # () F(w_j) - F*
-    downloads: Array  # () gradients received before t_j
-    fetches: Array  # () model vectors sent by t_j
-    staleness: Array  # (B,) the applied gradients' staleness tau, histogram (last bin: >= B-1)
-    w: Array  # (p,) w_j
 
 
 class Draws(NamedTuple):

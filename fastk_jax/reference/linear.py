@@ -45,8 +45,8 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 
 if TYPE_CHECKING:
-    from .policies import KPolicy
-    from .problems import Problem
+    from ..core.policies import KPolicy
+    from ..core.problems import Problem
 
 
 class Trajectory(NamedTuple):

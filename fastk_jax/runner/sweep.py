@@ -21,7 +21,7 @@ resolved and checked like any study. Fields that fix the grids (``run.time_horiz
 ``run.seeds``, ...) cannot be swept: every row shares them.
 
 How it runs: the configurations of all points that share a problem (same data, same n) form
-one batch, and ``study.run_configurations`` runs a batch's configurations of one compiled
+one batch, and ``execute.run_configurations`` runs a batch's configurations of one compiled
 shape in one vmapped call; batches run in turn. A configuration that several points share
 (a fixed-k reference beside a swept adaptive policy) runs once. The iteration grid is common
 to all batches.
@@ -50,8 +50,14 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from . import checkpoint, engine, metrics, results, study
-from .errors import ConfigError, FastkError
+from .. import engine
+from ..engine import checkpoint
+from ..io import files
+from ..versions import versions
+from ..analysis import metrics, results
+from ..study import tables as study
+from . import execute
+from ..errors import ConfigError, FastkError
 
 FIXED_RUN_FIELDS = (
     "time_horizon",
@@ -354,7 +360,7 @@ def run_sweep(
                 )
             )
     run = pts[0].study.run
-    iterations = study.iterations_needed(confs, run)
+    iterations = execute.iterations_needed(confs, run)
     batches = list(dict.fromkeys(batch_of))
     say(
         f"fastk-jax: {sweep.name}: {len(pts)} grid points, {len(confs)} distinct configurations x {run['seeds']} seeds "
@@ -366,7 +372,7 @@ def run_sweep(
 
         batch = [confs[c] for c in members]
         where = {} if checkpoint is None else {"checkpoint": Path(checkpoint) / f"batch-{b}"}
-        sim = study.run_all(
+        sim = execute.run_all(
             problems[pkey],
             batch,
             run,
@@ -512,11 +518,12 @@ def run_file(
     say: Callable[[str], None] = lambda msg: None,
 ) -> Path:
     """Run a parsed sweep file and write sweep.csv, results.npz, config.json, summary.json and the figure."""
-    from . import plotting, registry
+    from ..analysis import plotting
+    from . import folder as registry
 
     sweep = resolve(raw, quick=quick, seeds=seeds, default_name=default_name)
     out = Path(out) if out else Path("results") / sweep.name
-    results.check_writable(out)
+    files.check_writable(out)
     started = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -568,7 +575,7 @@ def run_file(
         "wall_s": round(wall, 3),
         **{k: round(v, 3) if isinstance(v, float) else v for k, v in timing.items()},
         "best": best_rows(columns, sweep, varying),
-        "versions": registry.versions(),
+        "versions": versions(),
     }
     config = {"sweep": {**raw["sweep"]}, "base": sweep.base}
 
@@ -589,7 +596,7 @@ def run_file(
             folder / "figure",
         )
 
-    results.save(out, arrays, config, summary, figures=[write_csv, figure], checkpoints=partial)
+    files.save(out, arrays, config, summary, figures=[write_csv, figure], checkpoints=partial)
     say(format_table(columns))
     say(f"fastk-jax: wrote {out}/ ({wall:.1f} s, {timing['compile_s']:.1f} s compiling): {len(rows)} rows in sweep.csv")
     return out

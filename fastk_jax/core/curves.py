@@ -22,9 +22,21 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from .schemes import Out
-
 Array = jax.Array
+
+
+class Out(NamedTuple):
+    """What one update of a scheme reports about model w_j and the update made from it
+    (``schemes.step``'s second output): what the curves record."""
+
+    time: Array  # () t_j
+    iteration: Array  # () j
+    k: Array  # () k used at iteration j
+    error: Array  # () F(w_j) - F*
+    downloads: Array  # () gradients received before t_j
+    fetches: Array  # () model vectors sent by t_j
+    staleness: Array  # (B,) the applied gradients' staleness tau, histogram (last bin: >= B-1)
+    w: Array  # (p,) w_j
 
 
 class Grids(NamedTuple):

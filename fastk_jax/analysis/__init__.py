@@ -1,0 +1,1 @@
+"""Results and what is read off them: metrics, figures."""

@@ -1,0 +1,104 @@
+"""The compiled programs: every run before its first update (``init``), ``spec.chunk`` updates
+of every run (``advance``), and the reduction over seeds (``summarize``).
+
+One run is a scan of ``schemes.step`` (fastest-k SGD or an asynchronous variant) that records
+itself on fixed grids (``curves``). The runs are vmapped over the lanes of a block, the blocks
+stepped in turn (``lax.map``; see ``layout``). The chunk program is jitted once per static
+``RunSpec`` and array shapes: a second study of the same shapes reuses it (``trace_count``
+tells how often it was traced).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from functools import partial
+from typing import NamedTuple
+
+import jax
+
+from ..core import curves, schemes
+from ..core.curves import Grids, RunCurves, Summary
+from ..core.problems import Problem
+from ..core.spec import RunSpec, SimConfig, seed_key
+
+Array = jax.Array
+
+_traces = {"advance": 0}
+
+
+def trace_count() -> int:
+    """How many times the chunk function has been traced (compiled) in this process."""
+    return _traces["advance"]
+
+
+class Carry(NamedTuple):
+    state: schemes.State  # leaves (blocks, lanes, ...): one run per (block, lane)
+    curves: RunCurves  # leaves (blocks, lanes, ...)
+
+
+def _over_blocks(one_run: Callable, *per_lane):
+    """``one_run`` applied to every run: vmapped over the lanes of a block (axis 1), the blocks
+    in turn (``lax.map`` over axis 0). Every product XLA compiles is thus batched over exactly
+    ``lanes / devices`` runs, whatever the number of runs: the choice of kernel, and so the bits
+    of each run, depends on the block size only (see the module docstring)."""
+    return jax.lax.map(lambda block: jax.vmap(one_run)(*block), per_lane)
+
+
+def _config_of(configs: SimConfig, c: Array) -> SimConfig:
+    return jax.tree.map(lambda x: x[c], configs)
+
+
+@partial(jax.jit, static_argnames=("spec",), donate_argnums=(0,))
+def _advance(carry: Carry, run_config: Array, configs: SimConfig, problem: Problem, grids: Grids, spec: RunSpec):
+    """``spec.chunk`` updates of every run; ``run_config`` (blocks, lanes): each run's row of ``configs``."""
+    _traces["advance"] += 1
+    tx = spec.transform()
+
+    def one_run(carry: Carry, c: Array):
+        config = _config_of(configs, c)
+
+        def body(run: Carry, _):
+            state, out = schemes.step(run.state, config, problem, tx, spec)
+            trajectory = out if spec.keep_trajectories else None
+            return Carry(state, curves.record(run.curves, grids, out)), trajectory
+
+        return jax.lax.scan(body, carry, None, length=spec.chunk)
+
+    return _over_blocks(one_run, carry, run_config)
+
+
+def _init_impl(
+    configs: SimConfig, problem: Problem, grids: Grids, seed: Array, run_config: Array, run_seed: Array, spec: RunSpec
+) -> Carry:
+    """Every run before its first update: run (b, l) is seed ``run_seed[b, l]`` of
+    configuration ``run_config[b, l]``."""
+    tx = spec.transform()
+
+    def one_run(c: Array, s: Array) -> Carry:
+        state = schemes.init(problem, _config_of(configs, c), tx, seed_key(seed, s), spec)
+        return Carry(state, curves.init(grids, state.w.dtype, spec.staleness_bins))
+
+    return _over_blocks(one_run, run_config, run_seed)
+
+
+_init = jax.jit(_init_impl, static_argnames=("spec",))
+
+
+def by_config(x, num_configs: int, seeds: int):
+    """Runs laid out in blocks, (blocks, lanes, ...), as (C, S, ...): position
+    p = block * lanes + lane holds seed p % S of configuration p // S; positions past C x S are
+    padding and are dropped."""
+    flat = x.reshape((-1,) + x.shape[2:])
+    return flat[: num_configs * seeds].reshape((num_configs, seeds) + flat.shape[1:])
+
+
+@partial(jax.jit, static_argnames=("num_configs", "seeds"))
+def _summarize(carry: Carry, grids: Grids, num_configs: int, seeds: int) -> Summary:
+    runs = jax.tree.map(lambda x: by_config(x, num_configs, seeds), carry)
+    return curves.summarize(runs.curves, runs.state.time, runs.state.iteration, grids)
+
+
+@functools.cache
+def _sharded_init(sharding):
+    return jax.jit(_init_impl, static_argnames=("spec",), out_shardings=sharding)

@@ -1,0 +1,151 @@
+"""The run plan: everything ``simulate`` decides before the first update, checked once.
+
+How many runs and how they are laid out (``layout.run_layout``, the memory guard), how many
+updates (``grids.default_iterations``), the grids, the initial error, and the stopping rule.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import NamedTuple
+
+import jax
+import numpy as np
+
+from ..core import policies, schemes
+from ..core.curves import Grids
+from ..core.problems import Problem, full_loss
+from ..core.spec import RunSpec, SimConfig
+from ..errors import ConfigError
+from .grids import MAX_ITERATIONS_FACTOR, default_iterations, fastest_iteration_time, make_grids
+from .layout import RunLayout, default_block, run_layout
+
+
+class RunPlan(NamedTuple):
+    """What a simulation will do: C configurations x S seeds laid out as ``layout``, until every
+    run has passed ``time_horizon`` and made ``iterations`` updates, at most ``max_iterations``."""
+
+    spec: RunSpec
+    num_configs: int
+    seeds: int
+    seed: int
+    layout: RunLayout
+    time_horizon: float
+    iterations: int
+    max_iterations: int
+    grids: Grids
+    initial_error: float
+    platform: str
+    keep_runs: bool
+
+    @property
+    def runs(self) -> int:
+        return self.num_configs * self.seeds
+
+    def finished(self, done_iterations: int, slowest_clock: float) -> bool:
+        """Every run past the horizon, with the updates asked for made."""
+        return slowest_clock > self.time_horizon and done_iterations > self.iterations
+
+    def stops(self, done_iterations: int, slowest_clock: float) -> bool:
+        return done_iterations > 0 and (
+            self.finished(done_iterations, slowest_clock) or done_iterations >= self.max_iterations
+        )
+
+    def fraction(self, done_iterations: int, slowest_clock: float) -> float:
+        """Of the work done, by the slowest run."""
+        return min(1.0, slowest_clock / self.time_horizon, done_iterations / (self.iterations + 1))
+
+    def positions(self) -> np.ndarray:
+        """(calls, blocks, lanes): position p holds run min(p, runs - 1), that is seed p % S of
+        configuration p // S; positions past the last run are padding copies of it."""
+        layout = self.layout
+        flat = np.minimum(np.arange(layout.batches * layout.per_call), self.runs - 1)
+        return flat.reshape(layout.batches, layout.blocks, layout.lanes)
+
+    def fingerprint_fields(self) -> dict:
+        """The plan's part of a checkpoint's key: every setting that changes a run's numbers."""
+        return {
+            "spec": repr(self.spec),
+            "seeds": self.seeds,
+            "seed": self.seed,
+            "time_horizon": float(self.time_horizon),
+            "iterations": self.iterations,
+            "max_iterations": self.max_iterations,
+            "grids": [np.asarray(g).tolist() for g in self.grids],
+            "layout": list(self.layout),
+            "platform": self.platform,
+            "key_impl": str(jax.random.key_impl(jax.random.key(0))),
+        }
+
+
+def _configuration(configs: SimConfig, c: int) -> SimConfig:
+    return jax.tree.map(lambda x: x[c], configs)
+
+
+def make_plan(
+    problem: Problem,
+    configs: SimConfig,
+    *,
+    seeds: int,
+    time_horizon: float,
+    spec: RunSpec,
+    seed: int,
+    iterations: int | None,
+    grid_iterations: int | None,
+    grid_points: int,
+    iteration_grid_points: int,
+    divergence_factor: float,
+    max_iterations: int | None,
+    block: int | None,
+    devices: list,
+    keep_runs: bool,
+    checkpointed: bool,
+) -> RunPlan:
+    """Check the settings and plan the simulation (see ``simulate`` for the arguments)."""
+    schemes.check(spec)
+    num_configs = int(np.shape(configs.eta)[0])
+    runs = num_configs * seeds
+    block = default_block(devices[0].platform) if block is None else block
+    layout = run_layout(
+        problem, spec, runs, grid_points, iteration_grid_points, len(devices), block, keep_runs=keep_runs
+    )
+    if layout.batches > 1:
+        warnings.warn(
+            f"{num_configs} configurations x {seeds} seeds do not fit in memory at once: running them in "
+            f"{layout.batches} calls of {layout.per_call} runs (the same numbers: blocks of {block} runs fix them)",
+            stacklevel=3,
+        )
+    if checkpointed and spec.keep_trajectories:
+        raise ValueError("trajectories are not checkpointed: use checkpoint=None with keep_trajectories")
+    each = [_configuration(configs, c) for c in range(num_configs)]
+    if spec.max_k is not None:
+        largest = max(policies.largest_k(c.policy) for c in each)
+        if largest > spec.max_k:
+            raise ConfigError("max_k", f"a policy reaches k={largest} > spec.max_k={spec.max_k}")
+    if iterations is None:
+        iterations = default_iterations(time_horizon, fastest_iteration_time([(c, spec) for c in each]), spec.chunk)
+    if max_iterations is None:
+        max_iterations = MAX_ITERATIONS_FACTOR * iterations + spec.chunk
+    initial_error = float(full_loss(problem, problem.init_params()) - problem.f_star)
+    grids = make_grids(
+        time_horizon,
+        iterations if grid_iterations is None else grid_iterations,
+        grid_points,
+        iteration_grid_points,
+        divergence_factor * max(initial_error, 1e-30),
+        initial_error,
+    )
+    return RunPlan(
+        spec=spec,
+        num_configs=num_configs,
+        seeds=seeds,
+        seed=seed,
+        layout=layout,
+        time_horizon=float(time_horizon),
+        iterations=iterations,
+        max_iterations=max_iterations,
+        grids=grids,
+        initial_error=initial_error,
+        platform=devices[0].platform,
+        keep_runs=keep_runs,
+    )

@@ -1,0 +1,1 @@
+"""Files: result folders written atomically and read back verified (``files``)."""

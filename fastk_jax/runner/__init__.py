@@ -1,0 +1,1 @@
+"""Runners: a study, a sweep or a theory study into a run folder."""
