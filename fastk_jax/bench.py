@@ -51,11 +51,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import data
+from . import data, engine
 from .core import delays, policies, problems
-from . import engine
-from .reference import linear as reference
 from .core.spec import RunSpec, SimConfig, stack_configs
+from .reference import linear as reference
 
 N, D, M, ETA = 50, 100, 2000, 5e-4
 POLICIES = {

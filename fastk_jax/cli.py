@@ -1,7 +1,7 @@
 """The ``fastk-jax`` command.
 
     fastk-jax run CONFIG.toml [--seeds N] [--quick] [--out DIR] [--quiet]
-    fastk-jax study NAME [--seeds N] [--quick] [--out DIR] [--quiet]
+    fastk-jax study NAME [--seeds N] [--quick] [--out DIR] [--quiet] | NAME --export FILE
     fastk-jax studies
     fastk-jax check-bounds [--json] [--quick] [--seed S]
     fastk-jax bench [--json] [--quick] [--seeds S] [--block B] [--scaling [--out DIR]]
@@ -28,39 +28,12 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _progress_printer(quiet: bool):
-    """Progress of a long run on stderr, after each chunk of iterations: a bar redrawn in place
-    on a terminal, a line per 10% otherwise (logs, CI), with the elapsed time and an estimate
-    of the time left (the work is chunks of one compiled program, so the rate is steady once
-    the first chunk, which compiles, is done)."""
+    """Progress of a long run on stderr (``engine.progress.TextMeter``), or none with --quiet."""
     if quiet:
         return None
-    tty = sys.stderr.isatty()
-    last = {"printed": -1.0}
+    from .engine.progress import TextMeter
 
-    def show(p) -> None:
-        step = 0.0 if tty else 0.1
-        if p.fraction < 1.0 and p.fraction - last["printed"] < step:
-            return
-        last["printed"] = p.fraction
-        filled = round(24 * p.fraction)
-        bar = "#" * filled + "-" * (24 - filled)
-        left = "" if p.remaining_s != p.remaining_s or p.fraction >= 1.0 else f", ~{_duration(p.remaining_s)} left"
-        line = f"  [{bar}] {100 * p.fraction:5.1f}%  {_duration(p.elapsed_s)} elapsed{left}"
-        sys.stderr.write(("\r" + line.ljust(72)) if tty else line + "\n")
-        if tty and p.fraction >= 1.0:
-            sys.stderr.write("\n")
-        sys.stderr.flush()
-
-    return show
-
-
-def _duration(seconds: float) -> str:
-    seconds = max(0, round(seconds))
-    if seconds < 60:
-        return f"{seconds} s"
-    if seconds < 3600:
-        return f"{seconds // 60} min {seconds % 60:02d} s"
-    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+    return TextMeter()
 
 
 def _say(quiet: bool):
@@ -71,6 +44,9 @@ def _run(args) -> int:
     from .runner import folder
     from .study import library
 
+    if args.command == "study" and args.export:
+        print(f"wrote {library.export(args.name, args.export)}")
+        return 0
     path = args.config if args.command == "run" else library.find(args.name)
     folder.run_file(
         path, args.out, args.seeds, args.quick, progress=_progress_printer(args.quiet), say=_say(args.quiet)
@@ -89,8 +65,8 @@ def _studies(args) -> int:
 
 
 def _check_bounds(args) -> int:
-    from .runner import check_bounds
     from .errors import ConfigError
+    from .runner import check_bounds
 
     if not 0 <= args.seed <= 2**32 - 1:
         raise ConfigError("--seed", f"must be from 0 to {2**32 - 1}, got {args.seed}")
@@ -143,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("config", help="the study's TOML file, e.g. studies/adaptive-fig3.toml")
     named = sub.add_parser("study", help="run a registered study by name (see `fastk-jax studies`)")
     named.add_argument("name", help="e.g. adaptive-fig3")
+    named.add_argument("--export", metavar="FILE", help="copy the study's TOML file to FILE (or into a folder) to edit")
     for p in (run, named):
         p.add_argument("--seeds", type=int, help="number of seeds (overrides run.seeds)")
         p.add_argument("--quick", action="store_true", help="a short version (under a minute on 2 CPU cores)")

@@ -13,17 +13,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from test_cli import base, toml
-from test_engine import limit_memory
+from conftest import base, limit_memory, toml
 
-from fastk_jax.engine import checkpoint
-from fastk_jax.core import delays, policies, problems
 from fastk_jax import engine
+from fastk_jax.core import delays, policies, problems
 from fastk_jax.core.curves import Grids
-from fastk_jax.engine import loop
-from fastk_jax.runner import folder as registry
-from fastk_jax.data import synthetic_linear
 from fastk_jax.core.spec import RunSpec, SimConfig, stack_configs
+from fastk_jax.data import synthetic_linear
+from fastk_jax.engine import checkpoint, loop
+from fastk_jax.runner import folder as registry
 
 ROOT = Path(__file__).resolve().parent.parent
 

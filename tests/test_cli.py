@@ -1,64 +1,13 @@
 """The fastk-jax console command, run for real in a subprocess."""
 
 import json
-import math
-import os
-import shutil
-import subprocess
-import sys
 
 import numpy as np
 import pytest
+from conftest import EXE, base, run_cli, toml  # noqa: F401
 
 from fastk_jax.analysis import results
 from fastk_jax.data import write_idx
-
-# the installed console script, preferably the one beside this interpreter
-EXE = shutil.which("fastk-jax", path=os.path.dirname(sys.executable)) or shutil.which("fastk-jax")
-
-
-def toml(doc: dict) -> str:
-    """A minimal TOML writer for test configs: scalars, lists, tables, arrays of tables."""
-
-    def value(v):
-        if isinstance(v, bool):
-            return "true" if v else "false"
-        if isinstance(v, str):
-            return json.dumps(v)
-        if isinstance(v, float) and math.isnan(v):
-            return "nan"
-        if isinstance(v, list):
-            return "[" + ", ".join(value(x) for x in v) + "]"
-        return repr(v)
-
-    lines = [f"{k} = {value(v)}" for k, v in doc.items() if not isinstance(v, (dict, list)) or k == "x"]
-    for k, v in doc.items():
-        if isinstance(v, dict):
-            lines += [f"[{k}]"] + [f"{kk} = {value(vv)}" for kk, vv in v.items()]
-        elif isinstance(v, list) and v and isinstance(v[0], dict):
-            for item in v:
-                lines += [f"[[{k}]]"] + [f"{kk} = {value(vv)}" for kk, vv in item.items()]
-    return "\n".join(lines) + "\n"
-
-
-def base() -> dict:
-    return {
-        "name": "tiny",
-        "problem": {"kind": "linear", "n_workers": 10, "m": 100, "d": 5},
-        "delays": {"law": "exponential", "rate": 1.0},
-        "run": {"eta": 0.001, "time_horizon": 20.0, "seeds": 3, "chunk": 100},
-        "policy": [
-            {"kind": "fixed", "k": 3},
-            {"kind": "adaptive", "k_min": 2, "k_max": 8, "step": 2, "thresh": 3, "burnin": 10},
-        ],
-    }
-
-
-def run_cli(*args, cwd=None):
-    cmd = [EXE] if EXE else [sys.executable, "-m", "fastk_jax.cli"]
-    return subprocess.run(
-        cmd + [str(a) for a in args], capture_output=True, text=True, cwd=cwd, timeout=300, check=False
-    )
 
 
 def test_run_writes_results_config_and_figure(tmp_path):

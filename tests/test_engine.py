@@ -5,13 +5,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import limit_memory
 
-from fastk_jax.core import curves, delays, policies, problems, schemes
 from fastk_jax import engine
-from fastk_jax.engine import layout
+from fastk_jax.core import curves, delays, policies, problems, schemes
+from fastk_jax.core.spec import RunSpec, SimConfig, stack_configs
 from fastk_jax.data import synthetic_linear
 from fastk_jax.errors import ConfigError
-from fastk_jax.core.spec import RunSpec, SimConfig, stack_configs
 
 
 def _linear(m=100, d=5, n=50, seed=0):
@@ -218,15 +218,6 @@ def test_divergence_counts_only_on_the_grids():
     assert curves.record(fresh, grids, out(9.0, 30, np.nan)).diverged  # before the horizon
     assert curves.record(fresh, grids, out(9.0, 30, 2e6)).diverged  # exploded
     assert not curves.record(fresh, grids, out(9.0, 30, 5e5)).diverged
-
-
-def limit_memory(monkeypatch, prob, spec, runs, block, blocks, grid_points=200, iteration_grid_points=200):
-    """Make the memory guard fit exactly ``blocks`` blocks of ``block`` runs per call (fewer than all)."""
-
-    def need(b):
-        return engine.call_memory(prob, spec, runs, b, grid_points, iteration_grid_points, block=block)
-
-    monkeypatch.setattr(layout, "available_memory", lambda: int((need(blocks) + need(blocks + 1)) / 2 / 0.8))
 
 
 def test_memory_guard_splits_the_runs_into_calls_and_refuses_only_when_one_block_does_not_fit(monkeypatch):

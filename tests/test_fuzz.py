@@ -32,9 +32,9 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from fastk_jax import cli, data, engine, study
-from fastk_jax.runner import sweep
 from fastk_jax.errors import ConfigError, DataError, FastkError
-from fastk_jax.study.tables import tomllib  # tomli before Python 3.11
+from fastk_jax.runner import sweep
+from fastk_jax.study.fields import tomllib  # tomli before Python 3.11
 
 FUZZ = settings(
     deadline=None,
@@ -42,7 +42,7 @@ FUZZ = settings(
     database=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large],
 )
-OUTPUTS = {"results.npz", "config.json", "summary.json", "figure.png", "figure.pdf"}
+OUTPUTS = {"results.npz", "config.json", "summary.json", "study.toml", "figure.png", "figure.pdf"}
 PREFIX = "fastk-jax: error: "
 
 # ---------------------------------------------------------------- writing TOML
@@ -355,17 +355,18 @@ def check_api(path: Path, tables: set[str] | None = None, quick: bool = False):
 def signature(s: study.Study) -> tuple:
     """What fixes the compiled program (shapes and static settings) of a small study; None for
     a study too big to run here."""
-    run = s.run
+    resolved = s.resolved  # the study with every default filled in
+    run = resolved["run"]
     if run["iterations"] is None or run["iterations"] > 64 or run["chunk"] > 64 or run["seeds"] > 4:
         return None
     if (run["block"] or 0) > 64:  # a study pays for a whole block
         return None
     largest = []
-    for p in s.policies:
+    for p in resolved["policies"]:
         ks = {"fixed": [p.get("k")], "adaptive": [p.get("k_min"), p.get("k_max")]}.get(p["kind"], [None])
         largest += ks
     return (
-        tuple(sorted(s.problem.items())),
+        tuple(sorted(resolved["problem"].items())),
         run["iterations"],
         run["seeds"],
         run["chunk"],
@@ -374,10 +375,10 @@ def signature(s: study.Study) -> tuple:
         run["staleness_bins"],
         run["block"],
         len(run["eta"]),
-        tuple(d["law"] for d in s.delays),
-        tuple((p["kind"], p["scheme"], p["gradients"], p["batch_size"], p["lr"]) for p in s.policies),
+        tuple(d["law"] for d in resolved["delays"]),
+        tuple((p["kind"], p["scheme"], p["gradients"], p["batch_size"], p["lr"]) for p in resolved["policies"]),
         tuple(largest),
-        s.figure["kind"],
+        resolved["figure"]["kind"],
     )
 
 

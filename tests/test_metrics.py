@@ -3,8 +3,8 @@
 import numpy as np
 
 from fastk_jax.analysis import metrics
-from fastk_jax.core.curves import Band
 from fastk_jax.analysis.results import BANDS, Results
+from fastk_jax.core.curves import Band
 
 
 def _results(error_mean, half_width, downloads, fetches) -> Results:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fastk_jax.core import policies
 from fastk_jax import study
-from fastk_jax.runner import execute
+from fastk_jax.core import policies
 from fastk_jax.errors import ConfigError
+from fastk_jax.runner import execute
 
 
 def test_doubling_is_a_time_schedule_capped_at_k_max():
@@ -45,9 +45,11 @@ STUDY = {
 def test_the_oracle_runs_after_the_fixed_k_and_follows_their_envelope():
     s = study.resolve(STUDY)
     prepared = study.prepare(s)
-    labels, sim = execute.run_study(s, prepared=prepared)
+    sim, ran = execute.run_all(prepared.problem, prepared.configurations, s.run)
+    labels = [c.label for c in ran]
     assert labels == ["k=1", "k=6", "oracle (envelope)", "doubling 1->6 every 20"]
-    oracle = prepared.configurations[2].config.policy  # replaced by the schedule it followed
+    oracle = ran[2].config.policy  # replaced by the schedule it followed
+    assert prepared.configurations[2].config.policy is not oracle  # the caller's configurations are not changed
     expected = execute.oracle_schedule(sim.time_grid, sim.summary.error.mean[:2], [1, 6])
     np.testing.assert_array_equal(oracle.at, expected.at)
     np.testing.assert_array_equal(oracle.ks, expected.ks)

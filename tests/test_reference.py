@@ -20,8 +20,8 @@ import pytest
 
 from fastk_jax import data, engine
 from fastk_jax.core import delays, policies, problems
-from fastk_jax.reference import linear as reference
 from fastk_jax.core.spec import RunSpec, SimConfig, stack_configs
+from fastk_jax.reference import linear as reference
 
 N = 10  # workers
 SEEDS = 3
@@ -424,3 +424,11 @@ def test_bad_input():
         reference.simulate_run(object(), policies.fixed(3), 1e-3, np.ones((5, N)))
     with pytest.raises(ValueError, match="1 <= k <= n"):
         reference.simulate_run(problem, policies.schedule(3, [5], [N + 1], by="iterations"), 1e-3, np.ones((5, N)))
+
+
+@pytest.mark.parametrize("policy", [policies.loss_ratio(2, 8), policies.gradient_norm(2, 8, 0.5, 10)])
+def test_the_reference_refuses_rules_it_does_not_model(linear_case, policy):
+    """The loss-ratio and gradient-norm rules are not in the reference: refused, never run as
+    Algorithm 1 (the other adaptive rule the policy's fields would look like)."""
+    with pytest.raises(ValueError, match="rule"):
+        reference.simulate_run(linear_case.problem, policy, 1e-3, linear_case.delays[0, 0])

@@ -5,12 +5,12 @@ import math
 
 import numpy as np
 import pytest
-from test_cli import run_cli
+from conftest import run_cli
 
-from fastk_jax.runner import check_bounds, folder as registry
-from fastk_jax.study import library
 from fastk_jax import cli
 from fastk_jax.analysis import results
+from fastk_jax.runner import check_bounds
+from fastk_jax.study import library
 from fastk_jax.theory import fastest_k_bounds
 
 STUDIES = sorted(library.study_files())
@@ -107,7 +107,7 @@ def test_check_bounds_json_quick():
 
 
 def test_bound_optimal_policy_in_a_study_follows_theorem1(tmp_path):
-    from test_cli import toml
+    from conftest import toml
 
     from fastk_jax import data
     from fastk_jax.core import problems

@@ -10,8 +10,8 @@ import pytest
 
 from fastk_jax import data, engine
 from fastk_jax.core import delays, policies, problems, schemes
-from fastk_jax.reference import schemes as reference_schemes
 from fastk_jax.core.spec import RunSpec, SimConfig, stack_configs
+from fastk_jax.reference import schemes as reference_schemes
 from fastk_jax.theory import async_theory
 
 N = 5

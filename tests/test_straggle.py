@@ -7,17 +7,17 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from fastk_jax.core import delays, schemes
 from fastk_jax import study
-from fastk_jax.runner import execute
+from fastk_jax.core import delays, schemes
+from fastk_jax.core.spec import SimConfig, Straggle
 from fastk_jax.errors import ConfigError
-from fastk_jax.core.spec import Straggle
+from fastk_jax.runner import execute
 from fastk_jax.theory.order_stats import order_statistic_moments
 
 
 def test_the_chain_has_its_stationary_law_and_persistence():
     chain = Straggle(slow=5.0, enter=0.05, stay=0.8)
-    config = study.SimConfig(None, 0.0, None, None, 1.0, Straggle(*map(jnp.float32, chain)))
+    config = SimConfig(None, 0.0, None, None, 1.0, Straggle(*map(jnp.float32, chain)))
     pi = float(chain.slow_fraction())
     assert pi == pytest.approx(0.05 / 0.25)
     workers, steps = 4000, 60
@@ -51,7 +51,7 @@ def test_time_per_update_at_k_equal_n_is_the_max_of_the_stationary_mixture():
     probability 1/2, else Exp(1), a hyperexponential of rates (1, 1/10). Updates of one run are
     correlated through the chains, so the tolerance comes from the spread over seeds."""
     s = study.resolve(STUDY)
-    assert s.delays[0]["mean"] == pytest.approx(1.0 * (1 + 0.5 * 9))  # P[slow] = 0.1 / 0.2
+    assert s.resolved["delays"][0]["mean"] == pytest.approx(1.0 * (1 + 0.5 * 9))  # P[slow] = 0.1 / 0.2
     _, sim = execute.run_study(s)
     per_seed = np.asarray(sim.summary.final_time[0], np.float64) / int(sim.summary.iterations[0])
     mixture = delays.make_law("hyperexponential", probs=[0.5, 0.5], rates=[1.0, 0.1])

@@ -8,11 +8,10 @@ import csv
 import numpy as np
 import pytest
 
-from fastk_jax import cli, study
-from fastk_jax.runner import execute
-from fastk_jax.analysis import metrics, results
-from fastk_jax.runner import sweep
+from fastk_jax import cli
+from fastk_jax.analysis import metrics
 from fastk_jax.errors import ConfigError
+from fastk_jax.runner import execute, sweep
 
 BASE = {
     "name": "tiny-sweep",
@@ -68,12 +67,12 @@ def test_deadline_after_the_horizon_is_refused():
 def test_grid_is_the_product_in_axis_order_and_every_policy_may_be_set():
     pts = sweep.points(sweep.resolve(raw(axes={"policy[1].thresh": [2, 8], "run.eta": [0.002, 0.004, 0.006]})))
     assert [tuple(p.values.values()) for p in pts] == [(t, e) for t in (2, 8) for e in (0.002, 0.004, 0.006)]
-    assert [p.study.policies[1]["thresh"] for p in pts] == [2, 2, 2, 8, 8, 8]
-    assert [p.study.run["eta"] for p in pts][:3] == [[0.002], [0.004], [0.006]]
+    assert [p.study.policies[1].thresh for p in pts] == [2, 2, 2, 8, 8, 8]
+    assert [p.study.resolved["run"]["eta"] for p in pts][:3] == [[0.002], [0.004], [0.006]]
     two = raw(axes={"policy.thresh": [3, 9]})
     two["policy"][0] = {**two["policy"][1], "label": "adaptive b"}
     every = sweep.points(sweep.resolve(two))
-    assert [[q["thresh"] for q in p.study.policies] for p in every] == [[3, 3], [9, 9]]
+    assert [[q.thresh for q in p.study.policies] for p in every] == [[3, 3], [9, 9]]
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +98,7 @@ def test_rows_equal_the_points_run_as_studies(ran):
     columns = sweep.table(s, rows, res)
     point = sweep.points(s)[3]  # thresh 8, eta 0.004
     labels, sim = execute.run_study(point.study)
-    alone = results.from_simulation(labels, sim, 6, 1.0, 3)
+    alone = execute.from_simulation(labels, sim, 6, 1.0, 3)
     r = metrics.reach(alone, s.eps)
     mine = np.flatnonzero((columns["policy[1].thresh"] == 8) & (columns["run.eta"] == 0.004))
     np.testing.assert_allclose(columns["final_error"][mine], alone.bands["error"].mean[:, -1], rtol=1e-5)

@@ -72,7 +72,7 @@ def doc(file="times.csv", n=3, **delays):
 def test_resolved_study_keeps_the_path_hash_and_statistics_not_the_times(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     write(tmp_path, CSV)
-    d = study.resolve(doc(slowdown=[1.0, 1.0, 2.0])).delays[0]
+    d = study.resolve(doc(slowdown=[1.0, 1.0, 2.0])).resolved["delays"][0]
     assert d["file"] == "times.csv" and d["sha256"] == hashlib.sha256(CSV.encode()).hexdigest()
     assert d["samples"] == [2, 3, 2] and d["columns"] == 3
     np.testing.assert_allclose(d["worker_means"], [1.75, 6.5 / 3, 2.25])
@@ -105,7 +105,7 @@ def test_bad_trace_tables_name_the_field(tmp_path, monkeypatch, fields, field, n
 def test_shared_pool_serves_any_number_of_workers(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     write(tmp_path, "t\n1.0\n3.0\n")
-    d = study.resolve(doc(n=5)).delays[0]
+    d = study.resolve(doc(n=5)).resolved["delays"][0]
     assert d["columns"] == 1 and d["mean"] == 2.0
     write(tmp_path, "1e-35\n1.0\n")  # float32 clocks cannot resolve it
     with pytest.raises(ConfigError, match="rescale the times"):

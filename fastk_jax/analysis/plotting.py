@@ -3,22 +3,23 @@
 from __future__ import annotations
 
 import math
-import re
 import warnings
 from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")  # files only; no display needed
+from typing import TYPE_CHECKING
+
 import matplotlib.pyplot as plt
 import numpy as np
 
-from .results import Results
+if TYPE_CHECKING:  # figures read Results by attribute; Results.plot calls draw_error
+    from .results import Results
 
 COLORS = plt.get_cmap("tab10").colors
 SCHEME_COLORS = {"k_sync": COLORS[0], "k_batch_sync": COLORS[2], "k_async": COLORS[3], "k_batch_async": COLORS[4]}
 SCHEME_LINES = {"k_sync": "-", "k_batch_sync": "-.", "k_async": "--", "k_batch_async": ":"}
-_FIXED_K = re.compile(r"^k=(\d+)(?:$|,)")
 
 
 def k_color(k: int):
@@ -38,31 +39,39 @@ OTHER_COLORS = (  # policies that are not a fixed k, in order of appearance
 )
 
 
-def label_styles(labels) -> list[dict]:
-    """A color and line style per configuration label, the same in every figure: a fixed k
-    (label "k=K...") takes ``k_color(K)``; the other policies take ``OTHER_COLORS`` in turn,
-    Algorithm 1 ("adaptive ...") first (black) and Theorem 1's schedule ("bound-optimal ...")
-    magenta; a scheme named in the label sets the line style. When two fixed-k configurations
-    of one figure would look alike (several step sizes of one k), every configuration is
-    colored by position instead."""
-    styles, others = [], []
-    for label in map(str, labels):
-        m = _FIXED_K.match(label)
-        scheme = next((s for s in sorted(SCHEME_LINES, key=len, reverse=True) if s in label), "k_sync")
-        styles.append({"color": k_color(int(m.group(1))) if m else None, "ls": SCHEME_LINES[scheme]})
-        if not m:
-            others.append(label)
-    seen = [(s["color"], s["ls"]) for s in styles if s["color"] is not None]
+def styles(configurations) -> list[dict]:
+    """A color and line style per configuration (its fields: ``Results.configurations``), the
+    same in every figure: a fixed k takes ``k_color(k)``; the other policies take
+    ``OTHER_COLORS`` in turn, Algorithm 1 (``adaptive``) first (black) and Theorem 1's schedule
+    (``bound_optimal``) magenta; the scheme sets the line style. When two fixed-k
+    configurations of one figure would look alike (several step sizes of one k), every
+    configuration is colored by position instead."""
+    configurations = list(configurations)
+    out = []
+    for conf in configurations:
+        fixed = conf.get("policy") == "fixed"
+        ls = SCHEME_LINES.get(conf.get("scheme", "k_sync"), "-")
+        out.append({"color": k_color(int(conf["k"])) if fixed else None, "ls": ls})
+    seen = [(st["color"], st["ls"]) for st in out if st["color"] is not None]
     if len(set(seen)) < len(seen):  # lookalikes: position colors for all
-        return [{"color": COLORS[c % len(COLORS)], "ls": s["ls"]} for c, s in enumerate(styles)]
-    bound = [lab for lab in others if lab.startswith("bound-optimal")][:1]
-    rest = [lab for lab in others if lab not in bound]
-    rest.sort(key=lambda lab: not lab.startswith("adaptive"))  # Algorithm 1 first: black
-    palette = {lab: OTHER_COLORS[1] for lab in bound}
+        return [{"color": COLORS[c % len(COLORS)], "ls": st["ls"]} for c, st in enumerate(out)]
+    others = [conf for conf, st in zip(configurations, out) if st["color"] is None]
+    bound = [conf["label"] for conf in others if conf.get("policy") == "bound_optimal"][:1]
+    rest = [conf for conf in others if conf["label"] not in bound]
+    rest.sort(key=lambda conf: conf.get("policy") != "adaptive")  # Algorithm 1 first: black
+    palette = {label: OTHER_COLORS[1] for label in bound}
     free = [c for c in OTHER_COLORS if c not in palette.values()]
-    for i, lab in enumerate(rest):
-        palette.setdefault(lab, free[i] if i < len(free) else COLORS[i % len(COLORS)])
-    return [s if s["color"] is not None else {**s, "color": palette[str(lab)]} for lab, s in zip(labels, styles)]
+    for i, conf in enumerate(rest):
+        palette.setdefault(conf["label"], free[i] if i < len(free) else COLORS[i % len(COLORS)])
+    return [
+        st if st["color"] is not None else {**st, "color": palette[conf["label"]]}
+        for conf, st in zip(configurations, out)
+    ]
+
+
+def result_styles(results: Results) -> list[dict]:
+    """``styles`` of every row of ``results``."""
+    return styles(results._fields())
 
 
 def _error_bands(ax, xs, band, results: Results) -> None:
@@ -74,7 +83,7 @@ def _error_bands(ax, xs, band, results: Results) -> None:
         shown = band.mean > 0
         floor = 0.5 * np.min(band.mean[shown]) if shown.any() else 1.0
         lows = np.where(band.mean - band.half_width > 0, band.mean - band.half_width, floor)
-    styles = label_styles(results.labels)
+    styles = result_styles(results)
     for c, label in enumerate(results.labels):
         color = styles[c]["color"]
         if not shown[c].any():
@@ -113,7 +122,7 @@ def error_vs_time(results: Results, title: str = "") -> plt.Figure:
 
     _error_bands(ax_err, time, results.bands["error"], results)
     if ax_k is not None:
-        for c, style in enumerate(label_styles(results.labels)):
+        for c, style in enumerate(result_styles(results)):
             ax_k.plot(time(c), k.mean[c], lw=1.2, **style)
     ax_err.set_ylabel(r"$F(w_t) - F^*$")
     ax_err.grid(True, which="major", lw=0.3, alpha=0.5)
@@ -180,7 +189,7 @@ def communication(results: Results, title: str = "") -> plt.Figure:
         (("downloads",), ("downloads", "fetches")),
         ("(a) download", "(b) download + upload"),
     ):
-        styles = label_styles(results.labels)
+        styles = result_styles(results)
         for c, label in enumerate(results.labels):
             color = styles[c]["color"]
             hit = np.array([r.index[c] >= 0 for r in reached])
@@ -325,13 +334,25 @@ def _log_worthy(values: np.ndarray) -> bool:
 
 
 def sweep_figure(
-    columns: dict[str, np.ndarray], axes: list[str], plot: dict, eps: float, deadline: float, title: str = ""
+    columns: dict[str, np.ndarray],
+    axes: list[str],
+    plot: dict,
+    eps: float,
+    deadline: float,
+    title: str = "",
+    fields: dict[str, dict] | None = None,
 ) -> plt.Figure:
     """A metric of a sweep's table against one axis (a line per configuration label and value
     of the other axes) or two axes (a heat map per label). Empty cells / gaps: eps not reached
     (or every run diverged); an x marks a cell with diverged runs."""
+    fields = fields or {}  # a row's label (and a policy's label) -> its configuration's fields
+
+    def fields_of(label: str) -> dict:
+        return {**fields.get(label, {}), "label": label}
+
     if plot["kind"] == "bars":
-        return _sweep_bars(columns, plot["metric"], title)
+        return _sweep_bars(columns, plot["metric"], title, fields_of)
+    original_columns = columns
     if "case" in columns:  # a line or a panel per case and configuration
         columns = {**columns, "label": np.char.add(np.char.add(columns["case"], ": "), columns["label"])}
     metric, x = plot["metric"], plot["x"]
@@ -349,7 +370,7 @@ def sweep_figure(
     xs_all = columns[x]
     numeric_x = _numeric(xs_all)
     categories = list(dict.fromkeys(xs_all.tolist()))
-    styles = label_styles([key[0] for key in series])
+    styles = _styles_of_series(series, original_columns, fields)
     if len(series) > len(labels):  # several lines per label: position colors
         styles = [{"color": COLORS[i % len(COLORS)], "ls": s["ls"]} for i, s in enumerate(styles)]
     for (key, rows), style in zip(series.items(), styles):
@@ -460,7 +481,7 @@ def envelope(results: Results, env, title: str = "") -> plt.Figure:
         3, 1, figsize=(4.8, 4.6), sharex=True, gridspec_kw={"height_ratios": [3, 1.4, 1.2]}, layout="constrained"
     )
     t = results.time_grid / results.mean_delay[0]
-    styles = label_styles(results.labels)
+    styles = result_styles(results)
     members = set(env.members.tolist())
     err = results.bands["error"]
     ax_err.plot(t, env.error, color=(0.6, 0.6, 0.6), lw=4, alpha=0.6, label="envelope (best fixed k)", zorder=1)
@@ -496,13 +517,19 @@ def envelope(results: Results, env, title: str = "") -> plt.Figure:
     return fig
 
 
-def _sweep_bars(columns: dict[str, np.ndarray], metric: str, title: str) -> plt.Figure:
+def _styles_of_series(series: dict[tuple, list[int]], columns: dict, fields: dict[str, dict]) -> list[dict]:
+    """``styles`` of a sweep figure's lines: each line's configuration fields, by the label of
+    its first row."""
+    return styles([{**fields.get(str(columns["label"][rows[0]]), {}), "label": key[0]} for key, rows in series.items()])
+
+
+def _sweep_bars(columns: dict[str, np.ndarray], metric: str, title: str, fields_of) -> plt.Figure:
     """A sweep of cases: a panel per case, a group of bars per cluster, a bar per policy (colors
     as in every figure). A missing bar is marked "n/r": eps not reached (or every run diverged)."""
     cases = list(dict.fromkeys(columns["case"].tolist())) if "case" in columns else [""]
     clusters = list(dict.fromkeys(columns["cluster"].tolist()))
     names = list(dict.fromkeys(columns["policy"].tolist()))
-    styles = dict(zip(names, label_styles(names)))
+    palette = dict(zip(names, styles([fields_of(name) for name in names])))
     values = np.asarray(columns[metric], np.float64)
     fig, axes = plt.subplots(
         len(cases),
@@ -524,9 +551,9 @@ def _sweep_bars(columns: dict[str, np.ndarray], metric: str, title: str) -> plt.
                 x = j - 0.4 + (i + 0.5) * width
                 v = values[rows[0]] if rows.size else np.nan
                 if np.isfinite(v):
-                    ax.bar(x, v, width, color=styles[name]["color"], label=name if j == 0 else None)
+                    ax.bar(x, v, width, color=palette[name]["color"], label=name if j == 0 else None)
                 else:
-                    ax.bar(x, 0, width, color=styles[name]["color"], label=name if j == 0 else None)
+                    ax.bar(x, 0, width, color=palette[name]["color"], label=name if j == 0 else None)
                     ax.text(x, 0.02, "n/r", ha="center", va="bottom", fontsize=4.5, rotation=90, transform=below)
         ax.set_xticks(range(len(clusters)), clusters)
         if metric.endswith("_over_best_fixed"):
@@ -539,3 +566,42 @@ def _sweep_bars(columns: dict[str, np.ndarray], metric: str, title: str) -> plt.
     if title:
         fig.suptitle(title, fontsize=8)
     return fig
+
+
+def draw_error(results: Results, ax=None, kind: str = "error_vs_time", statistic: str = "mean", title: str = ""):
+    """Every configuration's error curve on ``ax`` (default: a new figure), log scale: the
+    ``statistic`` over seeds: "mean" (95% band), "median" (band: the interquartile range) or
+    "geomean" (no band), the last two from kept runs. ``kind``: error_vs_time (x in time
+    units) or error_vs_iterations. Returns the axes."""
+    from ..errors import ConfigError
+
+    name = {"error_vs_time": "error", "error_vs_iterations": "iter_error"}.get(kind)
+    if name is None:
+        raise ConfigError("kind", f"must be error_vs_time or error_vs_iterations, got {kind!r}")
+    if statistic == "mean":
+        b = results.bands[name]
+        center, low, high = b.mean, b.mean - b.half_width, b.mean + b.half_width
+    elif statistic == "median":
+        low, center, high = results.quantiles(name, [0.25, 0.5, 0.75])
+    elif statistic == "geomean":
+        center = results.geometric_mean(name)
+        low = high = center
+    else:
+        raise ConfigError("statistic", f"must be mean, median or geomean, got {statistic!r}")
+    if ax is None:
+        _, ax = plt.subplots(figsize=(3.5, 2.7), constrained_layout=True)
+    x = results.grid(name)
+    with np.errstate(invalid="ignore"):
+        for c, style in enumerate(result_styles(results)):
+            shown = center[c] > 0
+            ax.plot(x, np.where(shown, center[c], np.nan), lw=1.2, label=str(results.labels[c]), **style)
+            ok = shown & np.isfinite(low[c]) & np.isfinite(high[c]) & (low[c] > 0)
+            if statistic != "geomean":
+                ax.fill_between(x, low[c], high[c], where=ok, color=style["color"], alpha=0.25, lw=0)
+    ax.set_yscale("log")
+    what = {"mean": "mean, 95% bands", "median": "median, interquartile bands", "geomean": "geometric mean"}[statistic]
+    ax.legend(fontsize=6.5, frameon=False, title=f"{what}, {results.seeds} seeds", title_fontsize=6.5)
+    _style(ax, "time" if name == "error" else "iterations", "F(w) - F*")
+    if title:
+        ax.set_title(title, fontsize=8)
+    return ax

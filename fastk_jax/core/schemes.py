@@ -64,10 +64,10 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from . import policies
 from ..errors import ConfigError
-from .problems import Problem, excess_loss
+from . import policies
 from .curves import Out
+from .problems import Problem, excess_loss
 from .spec import RunSpec, SimConfig
 
 Array = jax.Array

@@ -13,8 +13,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from .delays import DelayLaw
 from ..errors import ConfigError
+from .delays import DelayLaw
 from .policies import KPolicy
 
 Array = jax.Array

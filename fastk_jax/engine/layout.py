@@ -35,7 +35,6 @@ from ..core.spec import RunSpec
 from ..errors import ConfigError
 from .grids import reach_levels
 
-
 DEFAULT_BLOCK = {"cpu": 64}  # runs per block by platform; accelerators: ACCELERATOR_BLOCK
 
 

@@ -30,7 +30,6 @@ import numpy as np
 from ..errors import FastkError
 from ..versions import versions
 
-
 MANIFEST = "fastk_manifest"  # the array of results.npz that holds its manifest
 
 
@@ -79,6 +78,7 @@ def save(
     summary: dict[str, Any],
     figures=(),
     checkpoints: Path | None = None,
+    texts: dict[str, str] | None = None,
 ) -> Path:
     """Write ``arrays`` as results.npz (with its manifest), config.json, summary.json (with
     ``results_sha256`` and ``versions``) and ``figures`` (callables taking a folder and writing
@@ -107,6 +107,8 @@ def save(
         np.savez(staging / "results.npz", **arrays, **{MANIFEST: np.asarray(json.dumps(manifest, allow_nan=False))})
         for name, obj in (("config.json", config), ("summary.json", summary)):
             (staging / name).write_text(json.dumps(finite_json(obj), indent=2, allow_nan=False) + "\n")
+        for name, text in (texts or {}).items():  # e.g. study.toml, the study as run
+            (staging / name).write_text(text, encoding="utf-8")
         for draw in figures:
             draw(staging)
         out_dir.mkdir(exist_ok=True)

@@ -44,6 +44,8 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
+from ..core.policies import RULES
+
 if TYPE_CHECKING:
     from ..core.policies import KPolicy
     from ..core.problems import Problem
@@ -160,6 +162,11 @@ class _Policy:
         if self.at.shape != self.ks.shape:
             raise ValueError("a schedule needs as many k values as breakpoints")
         self.adaptive = bool(policy.adaptive)
+        if self.adaptive and int(policy.rule) != RULES["algorithm1"]:
+            rule = {v: k for k, v in RULES.items()}.get(int(policy.rule), int(policy.rule))
+            raise ValueError(
+                f"the NumPy reference models fixed k, schedules (doubling too) and Algorithm 1, not the {rule} rule"
+            )
         self.thresh = int(policy.thresh)
         self.burnin = int(policy.burnin)
         self.step = int(policy.step)

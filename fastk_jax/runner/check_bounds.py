@@ -26,9 +26,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .. import data
+from .. import data, engine
 from ..core import delays, policies, problems
-from .. import engine
 from ..core.spec import RunSpec, SimConfig, sample_delays, stack_configs
 from ..theory import async_theory
 from ..theory.constants import problem_constants

@@ -11,21 +11,24 @@ import jax
 import numpy as np
 
 from .. import engine
+from ..analysis.results import BANDS, GRID_OF, RUN_FIELDS, Results
 from ..core import policies, problems
+from ..core.curves import Band, band
 from ..core.spec import stack_configs
 from ..errors import ConfigError
-from ..study.tables import PER_POLICY, Configuration, Prepared, Study, prepare
+from ..study.build import Configuration, Prepared, prepare, same_cluster
+from ..study.definition import Study
+from ..study.model import Fixed, Oracle, Run
 
 
 def _follows(oracle: Configuration, conf: Configuration) -> bool:
     """Whether ``conf`` is one of the fixed-k configurations whose envelope ``oracle`` follows:
     same cluster, step size and scheme settings."""
     return (
-        conf.policy["kind"] == "fixed"
-        and all(conf.policy[f] == oracle.policy[f] for f in PER_POLICY)
-        and {k: v for k, v in conf.delays.items() if k != "label"}
-        == {k: v for k, v in oracle.delays.items() if k != "label"}
-        and float(conf.config.eta) == float(oracle.config.eta)
+        isinstance(conf.policy, Fixed)
+        and conf.settings == oracle.settings
+        and same_cluster(conf.delays, oracle.delays)
+        and conf.eta == oracle.eta
     )
 
 
@@ -49,25 +52,30 @@ def run_study(
     prepared: Prepared | None = None,
     **options,
 ) -> tuple[list[str], engine.Simulation]:
-    """Run every configuration of a study (``run_all``, with ``options``)."""
+    """Run every configuration of a study (``run_all``, with ``options``): the labels and the
+    simulation."""
     prepared = prepared or prepare(study)
-    return prepared.labels, run_all(prepared.problem, prepared.configurations, study.run, progress, **options)
+    sim, _ = run_all(prepared.problem, prepared.configurations, study.run, progress, **options)
+    return prepared.labels, sim
 
 
 def run_all(
     problem: problems.Problem,
     confs: list[Configuration],
-    run: dict,
+    run: Run,
     progress: Callable[[engine.Progress], None] | None = None,
     iterations: int | None = None,
     **options,
-) -> engine.Simulation:
+) -> tuple[engine.Simulation, list[Configuration]]:
     """``run_configurations``, oracles second: the fixed-k configurations they follow run
-    first, and each oracle follows the lower envelope of their mean curves (``oracle_schedule``;
-    ``confs[c]`` of an oracle is replaced by the schedule it followed). Row c is ``confs[c]``."""
-    oracles = [c for c, conf in enumerate(confs) if conf.policy["kind"] == "oracle"]
+    first, and each oracle follows the lower envelope of their mean curves
+    (``oracle_schedule``). Returns the simulation (row c is ``confs[c]``) and the
+    configurations as they ran: ``confs`` (not changed) with each oracle's stand-in replaced by
+    the schedule it followed."""
+    oracles = [c for c, conf in enumerate(confs) if isinstance(conf.policy, Oracle)]
     if not oracles:
-        return run_configurations(problem, confs, run, progress, iterations, **options)
+        return run_configurations(problem, confs, run, progress, iterations, **options), list(confs)
+    confs = list(confs)
     first = [c for c in range(len(confs)) if c not in oracles]
     iterations = iterations or iterations_needed(confs, run)
     checkpoint = options.pop("checkpoint", None)
@@ -85,28 +93,28 @@ def run_all(
         rows = [r for r, f in enumerate(first) if _follows(confs[c], confs[f])]
         if len(rows) < 2:
             raise ConfigError(confs[c].label, "an oracle follows the envelope of two or more fixed-k policies")
-        ks = [int(confs[first[r]].policy["k"]) for r in rows]
+        ks = [int(confs[first[r]].policy.k) for r in rows]
         schedule = oracle_schedule(pilot.time_grid, pilot.summary.error.mean[rows], ks)
         confs[c] = confs[c]._replace(config=confs[c].config._replace(policy=schedule))
     follow = part(oracles, 1.0 - share, share, "oracle")
-    return engine.concatenate([pilot, follow], np.argsort(first + oracles).tolist())
+    return engine.concatenate([pilot, follow], np.argsort(first + oracles).tolist()), confs
 
 
-def iterations_needed(confs: list[Configuration], run: dict) -> int:
+def iterations_needed(confs: list[Configuration], run: Run) -> int:
     """How many updates ``confs`` need: ``run.iterations``, or as many as their fastest
     configuration needs to reach the time horizon (``engine.default_iterations``, the one rule).
     Over a whole study it is the length of the common iteration grid; each group of one
     compiled shape makes only what its own configurations need."""
-    if run["iterations"] is not None:
-        return run["iterations"]
+    if run.iterations is not None:
+        return run.iterations
     fastest = engine.fastest_iteration_time([(c.config, c.spec) for c in confs])
-    return engine.default_iterations(run["time_horizon"], fastest, run["chunk"])
+    return engine.default_iterations(run.time_horizon, fastest, run.chunk)
 
 
 def run_configurations(
     problem: problems.Problem,
     confs: list[Configuration],
-    run: dict,
+    run: Run,
     progress: Callable[[engine.Progress], None] | None = None,
     iterations: int | None = None,
     *,
@@ -114,6 +122,7 @@ def run_configurations(
     checkpoint_every_s: float = 30.0,
     block: int | None = None,
     devices: list | None = None,
+    keep_runs: bool = False,
 ) -> engine.Simulation:
     """Run configurations of one problem and one resolved [run] table: those of one static
     setting (scheme, gradients, batch size, learning-rate rule) and one kind of delay law in
@@ -131,7 +140,7 @@ def run_configurations(
 
     store = None if checkpoint is None else Store(checkpoint, checkpoint_every_s)
     if block is None:
-        block = run.get("block")
+        block = run.block
     groups: dict[tuple, list[int]] = {}  # configurations that share a compiled program
     for c, conf in enumerate(confs):
         law = conf.config.delay  # its kind and its arrays' shapes (a trace's table, a mixture's terms)
@@ -150,20 +159,128 @@ def run_configurations(
             engine.simulate(
                 problem,
                 stack_configs([confs[c].config for c in members]),
-                seeds=run["seeds"],
-                time_horizon=run["time_horizon"],
+                seeds=run.seeds,
+                time_horizon=run.time_horizon,
                 spec=spec,
-                seed=run["seed"],
+                seed=run.seed,
                 iterations=own,
                 grid_iterations=iterations,
-                grid_points=run["grid_points"],
-                divergence_factor=run["divergence_factor"],
+                grid_points=run.grid_points,
+                divergence_factor=run.divergence_factor,
                 progress=engine.share_progress(progress, g / len(groups), 1 / len(groups)),
                 block=block,
                 devices=devices,
                 checkpoint=None if store is None else store.slot(f"group-{g}"),
+                keep_runs=keep_runs,
             )
         )
     stacked = [c for members in groups.values() for c in members]
     order = np.argsort(stacked)  # row of each configuration in the stacked groups
     return engine.concatenate(sims, order.tolist())
+
+
+def from_simulation(
+    labels: list[str],
+    sim: engine.Simulation,
+    n_workers: int,
+    mean_delay,
+    seeds: int,
+    configurations: tuple[dict, ...] = (),
+) -> Results:
+    """A simulation's summary as ``Results`` with its labels and configurations' fields
+    (``mean_delay``: one number, or one per configuration); the per-run curves where kept."""
+    s = sim.summary
+    per_iteration = np.asarray(s.final_time, np.float64) / np.asarray(s.iterations)[:, None]  # (C, S)
+    return Results(
+        labels=np.asarray(labels, dtype=str),
+        n_workers=n_workers,
+        mean_delay=np.broadcast_to(np.asarray(mean_delay, np.float64), (len(labels),)).copy(),
+        time_grid=np.asarray(sim.time_grid),
+        iteration_grid=np.asarray(sim.iteration_grid),
+        bands={name: Band(*(np.asarray(x) for x in getattr(s, name))) for name in BANDS},
+        diverged=np.asarray(s.diverged),
+        seeds=seeds,
+        time_per_iteration=Band(
+            *(np.asarray(x) for x in band(per_iteration, np.ones(per_iteration.shape, bool), axis=1))
+        ),
+        staleness=np.asarray(s.staleness),
+        levels=np.asarray(sim.levels),
+        configurations=tuple(configurations),
+        runs=None if sim.runs is None else per_run_curves(sim),
+    )
+
+
+def per_run_curves(sim: engine.Simulation) -> dict[str, np.ndarray]:
+    """Every run's curves, (C, S, grid) as float64, NaN where the seed-averaged curves do not
+    count the run: diverged, or a grid point it had not passed when it stopped (as
+    ``core.curves.summarize`` decides)."""
+    runs, s = sim.runs, sim.summary
+    ok = ~np.asarray(runs.diverged)[..., None]
+    final_time = np.asarray(s.final_time)[..., None]
+    at_time = ok & (sim.time_grid < final_time)
+    at_iteration = ok & (sim.iteration_grid < np.asarray(s.iterations)[:, None, None])
+    out = {}
+    for name in RUN_FIELDS:
+        values = np.asarray(getattr(runs, name), np.float64)
+        mask = {"time": at_time, "iteration": at_iteration, "level": ok & ~np.isnan(values)}[GRID_OF[name]]
+        out[name] = np.where(mask, values, np.nan)
+    return out
+
+
+def run(
+    study: Study,
+    *,
+    seeds: int | None = None,
+    quick: bool = False,
+    progress=None,
+    keep_runs: bool = False,
+    checkpoint: str | Path | None = None,
+    checkpoint_every_s: float = 30.0,
+    block: int | None = None,
+    devices: list | None = None,
+) -> Results:
+    """Run a study and return its ``Results``: every configuration's curves with its fields.
+
+    ``study``: a ``Study`` (or a path or name, read with ``Study.from_toml``); ``seeds``
+    overrides run.seeds, ``quick`` applies its [quick] table. ``progress``: None, "text" (a bar
+    on stderr), "tqdm" (a tqdm bar, in a notebook a widget) or a callable taking an
+    ``engine.Progress``. ``keep_runs``: also keep every run's curves (``Results.runs``: medians,
+    quantiles, paired differences; the memory guard counts them). ``checkpoint``: a folder to
+    save the state in and resume from (``checkpoint_every_s``). ``block`` and ``devices``: how
+    the runs are laid out (``engine.RunLayout``; the block fixes a run's bits)."""
+    if not isinstance(study, Study):
+        study = Study.from_toml(study, seeds=seeds, quick=quick)
+    else:
+        if quick:
+            study = study.with_quick()
+        if seeds is not None:
+            study = study.replace(seeds=seeds)
+    prepared = prepare(study)
+    meter = engine.meter(progress)
+    try:
+        sim, ran = run_all(
+            prepared.problem,
+            prepared.configurations,
+            study.run,
+            meter,
+            checkpoint=checkpoint,
+            checkpoint_every_s=checkpoint_every_s,
+            block=block,
+            devices=devices,
+            keep_runs=keep_runs,
+        )
+    finally:
+        engine.progress.close(meter)
+    return results_of(study, sim, ran)
+
+
+def results_of(study: Study, sim: engine.Simulation, ran: list[Configuration]) -> Results:
+    """The ``Results`` of a study's simulation, with each configuration's fields."""
+    return from_simulation(
+        [c.label for c in ran],
+        sim,
+        study.n_workers,
+        [c.mean_delay for c in ran],
+        study.run.seeds,
+        tuple(c.fields() for c in ran),
+    )

@@ -25,14 +25,18 @@ import jax
 import numpy as np
 
 from .. import engine
-from ..engine import checkpoint
-from ..io import files
-from ..versions import versions
 from ..analysis import plotting, results
-from ..study import tables as study
-from . import execute
-from . import theory_studies
+from ..engine import checkpoint
 from ..errors import ConfigError
+from ..io import files
+from ..study import fields
+from ..study.build import Configuration, prepare
+from ..study.definition import Study
+from ..study.fields import read_toml
+from ..study.reader import check_name
+from ..versions import provenance, versions
+from . import execute, theory_studies
+
 
 def run_file(
     path: str | Path,
@@ -57,33 +61,48 @@ def run_file(
     (``engine.init_distributed``); then only process 0 writes.
     """
     engine.init_distributed()
-    raw = study.read_toml(path)
+    raw = read_toml(path)
     if "theory" in raw:
         return _run_theory(raw, Path(path).stem, out, quick, say)
     if "sweep" in raw:
         from . import sweep
 
         return sweep.run_file(raw, Path(path).stem, out, seeds, quick, progress, say)
-    s = study.resolve(raw, seeds=seeds, default_name=Path(path).stem, quick=quick)
+    s = Study.from_table(raw, seeds=seeds, quick=quick, default_name=Path(path).stem)
+    return write_study(s, out, progress=progress, say=say, checkpoint_every_s=checkpoint_every_s, quick=quick)
+
+
+def write_study(
+    s: Study,
+    out: str | Path | None = None,
+    *,
+    progress: Callable[[engine.Progress], None] | None = None,
+    say: Callable[[str], None] = lambda msg: None,
+    checkpoint_every_s: float | None = None,
+    quick: bool = False,
+) -> Path:
+    """Run a study (``execute.run_all``) and write its run folder ``out`` (default
+    results/NAME): results.npz, config.json (the study resolved), study.toml (the study as run:
+    ``fastk-jax run OUT/study.toml`` runs it again to the same bits), summary.json (key numbers,
+    timings, provenance) and the figure; or reuse the folder's results if they are this study's."""
     out = Path(out) if out else Path("results") / s.name
     files.check_writable(out)
     partial, every = checkpoint.partial_folder(out), checkpoint.cadence(checkpoint_every_s)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        prepared = study.prepare(s)  # loads the data: bad data fails here, before any output
+        prepared = prepare(s)  # loads the data: bad data fails here, before any output
         # the platform too: it sets the default block size, and its kernels set the last bits
-        where = {"config": s.as_dict(), "versions": versions(), "platform": jax.default_backend()}
+        where = {"config": s.resolved, "versions": versions(), "platform": jax.default_backend()}
         fingerprint = checkpoint.fingerprint(where, prepared.problem)
         state = files.status(out, fingerprint)
         if state != "complete":
-            say(f"fastk-jax: {s.name}: {len(prepared.labels)} configurations x {s.run['seeds']} seeds")
+            say(f"fastk-jax: {s.name}: {len(prepared.labels)} configurations x {s.run.seeds} seeds")
             if state in ("other", "unreadable"):
                 say(f"fastk-jax: {out}/ holds {'other' if state == 'other' else 'unreadable'} results; replacing them")
             if partial.is_dir():
                 say(f"fastk-jax: resuming from the checkpoints in {partial}/")
             started = time.perf_counter()
-            labels = prepared.labels
-            sim = execute.run_all(
+            sim, ran = execute.run_all(
                 prepared.problem,
                 prepared.configurations,
                 s.run,
@@ -98,21 +117,36 @@ def run_file(
         say(f"fastk-jax: {s.name}: complete; reusing results in {out}/")
         return out
 
-    confs = prepared.configurations
-    res = results.from_simulation(
-        labels, sim, s.problem["n_workers"], [c.delays["mean"] for c in confs], s.run["seeds"]
-    )
-    for label, count in zip(labels, res.diverged):
+    res = execute.results_of(s, sim, ran)
+    for label, count in zip(res.labels, res.diverged):
         if count:
             print(
-                f"fastk-jax: warning: {label}: {count} of {s.run['seeds']} runs diverged; they are left out of the curves",
+                f"fastk-jax: warning: {label}: {count} of {s.run.seeds} runs diverged; they are left out of the curves",
                 file=sys.stderr,
             )
+    summary = study_summary(s, res, sim, ran, quick=quick, wall=wall)
+    summary["fingerprint"] = fingerprint  # of the resolved study, its data and the versions: a re-run reuses these results
+    figure = figure_writer(s, res, ran, summary)
+    files.save(
+        out, results.to_arrays(res), s.resolved, summary, figures=[figure], checkpoints=partial,
+        texts={"study.toml": s.to_toml()},
+    )
+    say(f"fastk-jax: wrote {out}/ ({wall:.1f} s, {sim.compile_s:.1f} s compiling)")
+    for c in summary["configurations"]:
+        say(f"  {c['label']:<24} final error {c['final_error']:.4g} +- {c['final_error_half_width']:.2g}")
+    return out
+
+
+def study_summary(
+    s: Study, res: results.Results, sim: engine.Simulation, ran: list[Configuration], *, quick: bool, wall: float
+) -> dict[str, Any]:
+    """summary.json of a simulation study: each configuration's key numbers, the reach table,
+    the figure's table (envelope, runtime against k), timings and provenance."""
     err = res.bands["error"]
     summary = {
         "name": s.name,
         "quick": quick,
-        "seeds": s.run["seeds"],
+        "seeds": s.run.seeds,
         "iterations": sim.iterations,
         "wall_s": round(wall, 3),
         "compile_s": round(sim.compile_s, 3),
@@ -125,54 +159,54 @@ def run_file(
                 "final_error_half_width": float(err.half_width[c, -1]),
                 "final_k": float(res.bands["k"].mean[c, -1]),
                 "diverged": int(res.diverged[c]),
-                "scheme": confs[c].spec.scheme,
+                "scheme": ran[c].spec.scheme,
+                "iterations": int(sim.summary.iterations[c]),
                 "time_per_iteration": float(res.time_per_iteration.mean[c]),
                 "time_per_iteration_half_width": float(res.time_per_iteration.half_width[c]),
                 "fresh_fraction": float(res.staleness[c, 0] / max(1, res.staleness[c].sum())),
-                **_schedule(confs[c].config.policy),
+                **_schedule(ran[c].config.policy),
             }
-            for c, label in enumerate(labels)
+            for c, label in enumerate(res.labels)
         ],
-        "versions": versions(),
-        "fingerprint": fingerprint,  # of the resolved study, its data and the versions: a re-run reuses these results
+        **provenance(),
         "resumed_from_iterations": sim.resumed_from,
     }
-
     summary["reach"] = reach_table(res, s.report)
-    kind = s.figure["kind"]
+    kind = s.figure.kind
     if kind == "envelope":
         from ..analysis import metrics
 
-        env = metrics.envelope(
-            res.bands["error"].mean, [c for c, conf in enumerate(confs) if conf.policy["kind"] == "fixed"]
-        )
-        summary["envelope"] = envelope_table(res, env, s.report["levels"])
+        summary["envelope"] = envelope_table(res, metrics.envelope(res.bands["error"].mean, res.index(policy="fixed")), list(s.report.levels))
     if kind == "runtime_vs_k":
-        panels = runtime_panels(confs, s.figure["iterations"], s.problem["n_workers"])
-        summary["runtime_vs_k"] = _runtime_table(panels, res, s.figure["iterations"])
+        panels = runtime_panels(ran, s.figure.iterations, s.n_workers)
+        summary["runtime_vs_k"] = _runtime_table(panels, res, s.figure.iterations)
+    return summary
+
+
+def figure_writer(s: Study, res: results.Results, ran: list[Configuration], summary: dict) -> Callable[[Path], None]:
+    """The function that draws the study's figure (``[figure] kind``) into a folder."""
+    kind = s.figure.kind
 
     @plotting.quietly
     def figure(folder: Path) -> None:
         if kind == "error_vs_iterations":
             fig = plotting.error_vs_iterations(res, title=s.name)
         elif kind == "runtime_vs_k":
-            fig = plotting.runtime_vs_k(res, panels, s.figure["iterations"], title=s.name)
+            fig = plotting.runtime_vs_k(res, runtime_panels(ran, s.figure.iterations, s.n_workers), s.figure.iterations, title=s.name)
         elif kind == "communication":
             fig = plotting.communication(res, title=s.name)
         elif kind == "envelope":
-            fig = plotting.envelope(res, env, title=s.name)
+            from ..analysis import metrics
+
+            fig = plotting.envelope(res, metrics.envelope(res.bands["error"].mean, res.index(policy="fixed")), title=s.name)
         else:
             fig = plotting.error_vs_time(res, title=s.name)
         plotting.save_figure(fig, folder / "figure")
 
-    files.save(out, results.to_arrays(res), s.as_dict(), summary, figures=[figure], checkpoints=partial)
-    say(f"fastk-jax: wrote {out}/ ({wall:.1f} s, {sim.compile_s:.1f} s compiling)")
-    for c in summary["configurations"]:
-        say(f"  {c['label']:<24} final error {c['final_error']:.4g} +- {c['final_error_half_width']:.2g}")
-    return out
+    return figure
 
 
-def runtime_panels(confs: list[study.Configuration], iterations: int, n: int) -> list[dict]:
+def runtime_panels(confs: list[Configuration], iterations: int, n: int) -> list[dict]:
     """For the runtime-against-K figure: per delay law, the fixed-k configurations of each scheme
     and the theory lines, Lemma 4 (K-sync, E[X_(K:P)]; also Lemma 6's bound on K-async for
     new-longer-than-used laws) and Lemma 5 (K-batch-async, K E[X] / P), times ``iterations``."""
@@ -181,12 +215,11 @@ def runtime_panels(confs: list[study.Configuration], iterations: int, n: int) ->
 
     panels: dict[str, dict] = {}
     for c, conf in enumerate(confs):
-        if conf.policy["kind"] != "fixed":
+        if conf.policy.kind != "fixed":
             continue
-        panel = panels.setdefault(
-            conf.delays["label"], {"title": conf.delays["label"], "rows": {}, "law": conf.config.delay}
-        )
-        panel["rows"].setdefault(conf.spec.scheme, []).append((conf.policy["k"], c))
+        label = conf.delays.label or conf.delays.law
+        panel = panels.setdefault(label, {"title": label, "rows": {}, "law": conf.config.delay})
+        panel["rows"].setdefault(conf.spec.scheme, []).append((conf.policy.k, c))
     for panel in panels.values():
         law = panel.pop("law")
         ks = range(1, n + 1)
@@ -200,15 +233,15 @@ def runtime_panels(confs: list[study.Configuration], iterations: int, n: int) ->
     return list(panels.values())
 
 
-def reach_table(res: results.Results, report: dict) -> list[dict]:
+def reach_table(res: results.Results, report) -> list[dict]:
     """For each error level of the study's [report] (and the reference policy's floor): each
     configuration's time to reach it (with the band's bracket) and the communication by then;
     with a reference, how many times sooner than the reference each configuration gets there."""
     from ..analysis import metrics
 
     labels = [str(label) for label in res.labels]
-    levels = [(f"{level:g}", level) for level in report["levels"]]
-    ref = labels.index(report["reference"]) if "reference" in report else None
+    levels = [(f"{level:g}", level) for level in report.levels]
+    ref = labels.index(report.reference) if report.reference is not None else None
     if ref is not None:
         levels.append((f"floor of {labels[ref]}", float(metrics.error_floor(res)[ref])))
     table = []
@@ -292,18 +325,18 @@ def _schedule(policy) -> dict[str, Any]:
 
 
 def _run_theory(raw: dict[str, Any], default_name: str, out, quick: bool, say) -> Path:
-    study._no_extra(raw, {"name", "description", "theory"}, "config")
-    name = study._string(raw, "name", "config", default_name)
-    study._string(raw, "description", "config", "")  # config.json is the raw file: a date is not JSON
+    fields.no_extra(raw, {"name", "description", "theory"}, "config")
+    name = check_name(fields.string(raw, "name", "config", default_name))
+    fields.string(raw, "description", "config", "")  # config.json is the raw file: a date is not JSON
     params = raw["theory"]
     if not isinstance(params, dict):
         raise ConfigError("theory", "must be a table")
-    kind = study._string(params, "kind", "theory", choices=tuple(theory_studies.KINDS))
+    kind = fields.string(params, "kind", "theory", choices=tuple(theory_studies.KINDS))
     out = Path(out) if out else Path("results") / name
     files.check_writable(out)
     started = time.perf_counter()
     output = theory_studies.KINDS[kind]({k: v for k, v in params.items() if k != "kind"}, quick)
-    summary = {"name": name, "quick": quick, **output.summary, "versions": versions()}
+    summary = {"name": name, "quick": quick, **output.summary, **provenance()}
     summary["wall_s"] = round(time.perf_counter() - started, 3)
     files.save(out, output.arrays, raw, summary, figures=[output.draw])
     say(f"fastk-jax: wrote {out}/ (theory: {kind})")

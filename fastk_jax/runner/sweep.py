@@ -50,14 +50,15 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from .. import engine
-from ..engine import checkpoint
-from ..io import files
-from ..versions import versions
+from .. import engine, study
 from ..analysis import metrics, results
-from ..study import tables as study
-from . import execute
+from ..engine import checkpoint
 from ..errors import ConfigError, FastkError
+from ..io import files
+from ..study import fields
+from ..study.build import Configuration, build_problem, check_step_size, configurations
+from ..versions import versions
+from . import execute
 
 FIXED_RUN_FIELDS = (
     "time_horizon",
@@ -162,7 +163,7 @@ def _set(raw: dict, path: str, value: Any) -> None:
 
 def _number(table: dict, key: str, where: str, quick: dict) -> float:
     source = quick if key in quick else table
-    return float(study.number(source, key, where, strict_low=0))
+    return float(fields.number(source, key, where, strict_low=0))
 
 
 def resolve(raw: dict, quick: bool = False, seeds: int | None = None, default_name: str = "sweep") -> Sweep:
@@ -170,11 +171,11 @@ def resolve(raw: dict, quick: bool = False, seeds: int | None = None, default_na
     t = raw.get("sweep")
     if not isinstance(t, dict):
         raise ConfigError("sweep", "must be a table")
-    study._no_extra(t, {"eps", "deadline", "axes", "case", "plot", "quick"}, "sweep")
+    fields.no_extra(t, {"eps", "deadline", "axes", "case", "plot", "quick"}, "sweep")
     q = t.get("quick", {})
     if not isinstance(q, dict):
         raise ConfigError("sweep.quick", "must be a table of eps, deadline and axes")
-    study._no_extra(q, {"eps", "deadline", "axes", "cases"}, "sweep.quick")
+    fields.no_extra(q, {"eps", "deadline", "axes", "cases"}, "sweep.quick")
     q = q if quick else {}
     base = {k: v for k, v in raw.items() if k != "sweep"}
     cases = _resolve_cases(t.get("case", []), base)
@@ -203,8 +204,8 @@ def resolve(raw: dict, quick: bool = False, seeds: int | None = None, default_na
         raise ConfigError("sweep.axes", "an axis appears twice")
     plot = _resolve_plot(t.get("plot", {}), axes, cases)
     return Sweep(
-        name=study._string(raw, "name", "config", default_name),
-        description=study._string(raw, "description", "config", ""),
+        name=fields.string(raw, "name", "config", default_name),
+        description=fields.string(raw, "description", "config", ""),
         base=base,
         axes=axes,
         cases=cases,
@@ -224,14 +225,14 @@ def _resolve_cases(entries: Any, base: dict) -> list[dict]:
     cases = []
     for i, c in enumerate(entries):
         where = f"sweep.case[{i}]"
-        label = study._string(c, "label", where)
-        fields = {k: v for k, v in c.items() if k not in ("label", "eps", "deadline")}
-        for path in fields:
+        label = fields.string(c, "label", where)
+        overrides = {k: v for k, v in c.items() if k not in ("label", "eps", "deadline")}
+        for path in overrides:
             _check_path(path, base, where)
-        case = {"label": label, "fields": fields}
+        case = {"label": label, "fields": overrides}
         for key in ("eps", "deadline"):
             if key in c:
-                case[key] = float(study.number(c, key, where, strict_low=0))
+                case[key] = float(fields.number(c, key, where, strict_low=0))
         cases.append(case)
     labels = [c["label"] for c in cases]
     if len(set(labels)) != len(labels):
@@ -245,20 +246,20 @@ BAR_COLUMNS = ("case", "cluster", "policy", "label")
 def _resolve_plot(t: Any, axes: list[Axis], cases: list[dict]) -> dict:
     if not isinstance(t, dict):
         raise ConfigError("sweep.plot", "must be a table")
-    study._no_extra(t, {"metric", "x", "y", "kind"}, "sweep.plot")
-    kind = study._string(t, "kind", "sweep.plot", "bars" if not axes else "lines", choices=("lines", "bars"))
+    fields.no_extra(t, {"metric", "x", "y", "kind"}, "sweep.plot")
+    kind = fields.string(t, "kind", "sweep.plot", "bars" if not axes else "lines", choices=("lines", "bars"))
     if kind == "bars":  # a bar per policy, grouped by cluster, a panel per case
-        return {"kind": kind, "metric": study._string(t, "metric", "sweep.plot", "time_to_eps", choices=METRICS)}
+        return {"kind": kind, "metric": fields.string(t, "metric", "sweep.plot", "time_to_eps", choices=METRICS)}
     if not axes:
         raise ConfigError("sweep.plot.kind", "lines and heat maps need [sweep.axes]; a sweep of cases draws bars")
     paths = tuple(a.path for a in axes)
     out = {
         "kind": kind,
-        "metric": study._string(t, "metric", "sweep.plot", "time_to_eps", choices=METRICS),
-        "x": study._string(t, "x", "sweep.plot", paths[0], choices=paths),
+        "metric": fields.string(t, "metric", "sweep.plot", "time_to_eps", choices=METRICS),
+        "x": fields.string(t, "x", "sweep.plot", paths[0], choices=paths),
     }
     if "y" in t:
-        out["y"] = study._string(t, "y", "sweep.plot", choices=paths)
+        out["y"] = fields.string(t, "y", "sweep.plot", choices=paths)
         if out["y"] == out["x"]:
             raise ConfigError("sweep.plot.y", "must differ from sweep.plot.x")
     return out
@@ -289,20 +290,19 @@ def points(sweep: Sweep) -> list[Point]:
     first = out[0].study.run
     for p in out:
         deadline = p.case.get("deadline", sweep.deadline)
-        if p.study.run["time_horizon"] < deadline:
-            raise ConfigError("sweep.deadline", f"{deadline:g} is after run.time_horizon={first['time_horizon']:g}")
-        if any(p.study.run[f] != first[f] for f in FIXED_RUN_FIELDS):
+        if p.study.run.time_horizon < deadline:
+            raise ConfigError("sweep.deadline", f"{deadline:g} is after run.time_horizon={first.time_horizon:g}")
+        if any(getattr(p.study.run, f) != getattr(first, f) for f in FIXED_RUN_FIELDS):
             raise ConfigError("sweep.axes", "the points do not share run.time_horizon, seeds and grids")
     return out
 
 
-def _key(conf: study.Configuration, s: study.Study) -> str:
+def _key(conf: Configuration, s: study.Study) -> str:
     """What determines a configuration's runs: equal keys run once."""
-    run = {k: v for k, v in s.run.items() if k != "eta"}
-    policy = {k: v for k, v in conf.policy.items() if k != "label"}
-    delays = {k: v for k, v in conf.delays.items() if k != "label"}
-    eta = float(np.asarray(conf.config.eta))
-    return json.dumps([s.problem, delays, run, policy, eta], sort_keys=True)
+    run = {k: v for k, v in s.resolved["run"].items() if k != "eta"}
+    policy = {k: v for k, v in conf.fields().items() if k not in ("label", "delays")}
+    delays = {k: v for k, v in s.resolved["delays"][s.delays.index(conf.delays)].items() if k != "label"}
+    return json.dumps([s.resolved["problem"], delays, run, policy], sort_keys=True, default=str)
 
 
 class Row(NamedTuple):
@@ -331,16 +331,16 @@ def run_sweep(
     pts = points(sweep)
     problems: dict[str, Any] = {}  # problem table (JSON) -> built problem
     unique: dict[str, int] = {}
-    confs: list[study.Configuration] = []
+    confs: list[Configuration] = []
     batch_of: list[str] = []
     rows = []
     for p in pts:
-        pkey = json.dumps(p.study.problem, sort_keys=True)
+        pkey = json.dumps(p.study.resolved["problem"], sort_keys=True)
         if pkey not in problems:
-            problems[pkey] = study.build_problem(p.study.problem)
+            problems[pkey] = build_problem(p.study.problem)
         problem = problems[pkey]
-        study.check_step_size(p.study, problem)
-        for conf in study.configurations(p.study, problem):
+        check_step_size(p.study, problem)
+        for conf in configurations(p.study, problem):
             key = _key(conf, p.study)
             if key not in unique:
                 unique[key] = len(confs)
@@ -352,18 +352,18 @@ def run_sweep(
                     conf.label,
                     unique[key],
                     p.case["label"],
-                    conf.policy["label"],
-                    conf.delays["label"],
+                    p.study.label_of(conf.policy),
+                    conf.delays.label or conf.delays.law,
                     p.case.get("eps", sweep.eps),
                     p.case.get("deadline", sweep.deadline),
-                    conf.policy["kind"] == "fixed",
+                    conf.policy.kind == "fixed",
                 )
             )
     run = pts[0].study.run
     iterations = execute.iterations_needed(confs, run)
     batches = list(dict.fromkeys(batch_of))
     say(
-        f"fastk-jax: {sweep.name}: {len(pts)} grid points, {len(confs)} distinct configurations x {run['seeds']} seeds "
+        f"fastk-jax: {sweep.name}: {len(pts)} grid points, {len(confs)} distinct configurations x {run.seeds} seeds "
         f"in {len(batches)} batch{'es' if len(batches) > 1 else ''}"
     )
     parts, order, compile_s = [], [], 0.0
@@ -372,7 +372,7 @@ def run_sweep(
 
         batch = [confs[c] for c in members]
         where = {} if checkpoint is None else {"checkpoint": Path(checkpoint) / f"batch-{b}"}
-        sim = execute.run_all(
+        sim, ran = execute.run_all(
             problems[pkey],
             batch,
             run,
@@ -384,12 +384,8 @@ def run_sweep(
         compile_s += sim.compile_s
         n = json.loads(pkey)["n_workers"]
         parts.append(
-            results.from_simulation(
-                [confs[c].label for c in members],
-                sim,
-                n,
-                [confs[c].delays["mean"] for c in members],
-                run["seeds"],
+            execute.from_simulation(
+                [c.label for c in ran], sim, n, [c.mean_delay for c in ran], run.seeds, tuple(c.fields() for c in ran)
             )
         )
         order += members
@@ -412,6 +408,7 @@ def _stack(parts: list[results.Results], index: np.ndarray) -> results.Results:
         if same_levels or not name.startswith("reach_")
     }
     tpi = first.time_per_iteration
+    fields = [c for p in parts for c in p.configurations]
     return results.Results(
         labels=cat(*(p.labels for p in parts)),
         n_workers=first.n_workers,
@@ -424,6 +421,7 @@ def _stack(parts: list[results.Results], index: np.ndarray) -> results.Results:
         time_per_iteration=type(tpi)(*(cat(*(getattr(p.time_per_iteration, f) for p in parts)) for f in tpi._fields)),
         staleness=cat(*(p.staleness for p in parts)),
         levels=first.levels if same_levels else np.zeros(0),
+        configurations=tuple(fields[i] for i in index) if fields else (),
     )
 
 
@@ -519,7 +517,6 @@ def run_file(
 ) -> Path:
     """Run a parsed sweep file and write sweep.csv, results.npz, config.json, summary.json and the figure."""
     from ..analysis import plotting
-    from . import folder as registry
 
     sweep = resolve(raw, quick=quick, seeds=seeds, default_name=default_name)
     out = Path(out) if out else Path("results") / sweep.name
@@ -582,6 +579,11 @@ def run_file(
     def write_csv(folder: Path) -> None:
         (folder / "sweep.csv").write_text(to_csv(columns))
 
+    fields = {}  # each row's label and policy label -> its configuration's fields (figure styles)
+    for row in rows:
+        if res.configurations:
+            fields[row.label] = fields[row.policy] = res.configurations[row.unique]
+
     @plotting.quietly
     def figure(folder: Path) -> None:
         plotting.save_figure(
@@ -592,6 +594,7 @@ def run_file(
                 sweep.eps,
                 sweep.deadline,
                 sweep.name,
+                fields,
             ),
             folder / "figure",
         )

@@ -11,10 +11,10 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from ..core import delays
 from ..analysis import plotting
-from ..study import tables as study
+from ..core import delays
 from ..errors import ConfigError
+from ..study import fields as study
 from ..theory import async_theory, fastest_k_bounds
 from ..theory.order_stats import order_statistic_moments
 
@@ -38,7 +38,7 @@ def _int(params: dict, key: str, low: int = 1, high: int = MAX_WORKERS) -> int:
 
 def _known(params: dict, fields: set[str]) -> None:
     """Refuse a field the kind does not read (a typo would otherwise be ignored)."""
-    study._no_extra(params, fields, "theory")
+    study.no_extra(params, fields, "theory")
 
 
 def _bound_constants(params: dict) -> fastest_k_bounds.BoundConstants:

@@ -12,7 +12,7 @@ import shutil
 from pathlib import Path
 
 from ..errors import ConfigError, FastkError
-from .tables import read_toml
+from .fields import read_toml
 
 
 def folder() -> Path:

@@ -1,0 +1,69 @@
+"""Helpers shared by the tests: a TOML writer for test studies, the base study of the CLI
+tests, the console command in a subprocess, and a memory limit for the memory guard."""
+
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+
+from fastk_jax import engine
+from fastk_jax.engine import layout
+
+# the installed console script, preferably the one beside this interpreter
+EXE = shutil.which("fastk-jax", path=os.path.dirname(sys.executable)) or shutil.which("fastk-jax")
+
+
+def toml(doc: dict) -> str:
+    """A minimal TOML writer for test configs: scalars, lists, tables, arrays of tables."""
+
+    def value(v):
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, str):
+            return json.dumps(v)
+        if isinstance(v, float) and math.isnan(v):
+            return "nan"
+        if isinstance(v, list):
+            return "[" + ", ".join(value(x) for x in v) + "]"
+        return repr(v)
+
+    lines = [f"{k} = {value(v)}" for k, v in doc.items() if not isinstance(v, (dict, list)) or k == "x"]
+    for k, v in doc.items():
+        if isinstance(v, dict):
+            lines += [f"[{k}]"] + [f"{kk} = {value(vv)}" for kk, vv in v.items()]
+        elif isinstance(v, list) and v and isinstance(v[0], dict):
+            for item in v:
+                lines += [f"[[{k}]]"] + [f"{kk} = {value(vv)}" for kk, vv in item.items()]
+    return "\n".join(lines) + "\n"
+
+
+def base() -> dict:
+    return {
+        "name": "tiny",
+        "problem": {"kind": "linear", "n_workers": 10, "m": 100, "d": 5},
+        "delays": {"law": "exponential", "rate": 1.0},
+        "run": {"eta": 0.001, "time_horizon": 20.0, "seeds": 3, "chunk": 100},
+        "policy": [
+            {"kind": "fixed", "k": 3},
+            {"kind": "adaptive", "k_min": 2, "k_max": 8, "step": 2, "thresh": 3, "burnin": 10},
+        ],
+    }
+
+
+def run_cli(*args, cwd=None):
+    cmd = [EXE] if EXE else [sys.executable, "-m", "fastk_jax.cli"]
+    return subprocess.run(
+        cmd + [str(a) for a in args], capture_output=True, text=True, cwd=cwd, timeout=300, check=False
+    )
+
+
+def limit_memory(monkeypatch, prob, spec, runs, block, blocks, grid_points=200, iteration_grid_points=200):
+    """Make the memory guard fit exactly ``blocks`` blocks of ``block`` runs per call (fewer than all)."""
+
+    def need(b):
+        return engine.call_memory(prob, spec, runs, b, grid_points, iteration_grid_points, block=block)
+
+    monkeypatch.setattr(layout, "available_memory", lambda: int((need(blocks) + need(blocks + 1)) / 2 / 0.8))
+
