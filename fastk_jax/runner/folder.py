@@ -26,7 +26,7 @@ import numpy as np
 
 from .. import engine
 from ..engine import checkpoint
-from ..io import files
+from ..io import files, run_folder
 from ..versions import versions
 from ..analysis import plotting, results
 from ..study import tables as study
@@ -66,10 +66,16 @@ def run_file(
         return sweep.run_file(raw, Path(path).stem, out, seeds, quick, progress, say)
     s = study.resolve(raw, seeds=seeds, default_name=Path(path).stem, quick=quick)
     out = Path(out) if out else Path("results") / s.name
-    files.check_writable(out)
-    partial, every = checkpoint.partial_folder(out), checkpoint.cadence(checkpoint_every_s)
+    every = checkpoint.cadence(checkpoint_every_s)
+    with run_folder.claim(out):  # one run at a time; what killed runs left is finished or removed
+        return _run_simulation(s, out, quick, every, progress, say)
+
+
+def _run_simulation(s: study.Study, out: Path, quick: bool, every, progress, say) -> Path:
+    partial = checkpoint.partial_folder(out)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
+        say(f"fastk-jax: {s.name}: building the configurations and the problem")
         prepared = study.prepare(s)  # loads the data: bad data fails here, before any output
         # the platform too: it sets the default block size, and its kernels set the last bits
         where = {"config": s.as_dict(), "versions": versions(), "platform": jax.default_backend()}
@@ -81,6 +87,7 @@ def run_file(
                 say(f"fastk-jax: {out}/ holds {'other' if state == 'other' else 'unreadable'} results; replacing them")
             if partial.is_dir():
                 say(f"fastk-jax: resuming from the checkpoints in {partial}/")
+            say("fastk-jax: compiling (the first progress line comes after the first chunk)")
             started = time.perf_counter()
             labels = prepared.labels
             sim = execute.run_all(
@@ -300,11 +307,11 @@ def _run_theory(raw: dict[str, Any], default_name: str, out, quick: bool, say) -
         raise ConfigError("theory", "must be a table")
     kind = study._string(params, "kind", "theory", choices=tuple(theory_studies.KINDS))
     out = Path(out) if out else Path("results") / name
-    files.check_writable(out)
-    started = time.perf_counter()
-    output = theory_studies.KINDS[kind]({k: v for k, v in params.items() if k != "kind"}, quick)
-    summary = {"name": name, "quick": quick, **output.summary, "versions": versions()}
-    summary["wall_s"] = round(time.perf_counter() - started, 3)
-    files.save(out, output.arrays, raw, summary, figures=[output.draw])
+    with run_folder.claim(out):
+        started = time.perf_counter()
+        output = theory_studies.KINDS[kind]({k: v for k, v in params.items() if k != "kind"}, quick)
+        summary = {"name": name, "quick": quick, **output.summary, "versions": versions()}
+        summary["wall_s"] = round(time.perf_counter() - started, 3)
+        files.save(out, output.arrays, raw, summary, figures=[output.draw])
     say(f"fastk-jax: wrote {out}/ (theory: {kind})")
     return out

@@ -52,7 +52,7 @@ import numpy as np
 
 from .. import engine
 from ..engine import checkpoint
-from ..io import files
+from ..io import files, run_folder
 from ..versions import versions
 from ..analysis import metrics, results
 from ..study import tables as study
@@ -523,7 +523,13 @@ def run_file(
 
     sweep = resolve(raw, quick=quick, seeds=seeds, default_name=default_name)
     out = Path(out) if out else Path("results") / sweep.name
-    files.check_writable(out)
+    with run_folder.claim(out):  # one run at a time; what killed runs left is finished or removed
+        return _run_into(raw, sweep, out, quick, progress, say)
+
+
+def _run_into(raw: dict, sweep: Sweep, out: Path, quick: bool, progress, say) -> Path:
+    from ..analysis import plotting
+
     started = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
