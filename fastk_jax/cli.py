@@ -88,13 +88,24 @@ def _say(quiet: bool):
 
 
 def _run(args) -> int:
+    _state["run"] = True
     from .runner import folder
     from .study import library
 
+    run_folder.check_interrupt()  # a Ctrl-C while JAX was imported
     path = args.config if args.command == "run" else library.find(args.name)
-    folder.run_file(
-        path, args.out, args.seeds, args.quick, progress=_progress_printer(args.quiet), say=_say(args.quiet)
-    )
+    show, say = _progress_printer(args.quiet), _say(args.quiet)
+
+    def progress(p) -> None:  # after every chunk: a safe point to stop at
+        run_folder.check_interrupt()
+        if show is not None:
+            show(p)
+
+    def say_and_check(msg: str) -> None:  # between the steps of a run: the same
+        run_folder.check_interrupt()
+        say(msg)
+
+    folder.run_file(path, args.out, args.seeds, args.quick, progress=progress, say=say_and_check)
     return 0
 
 
@@ -161,11 +172,16 @@ def _bench(args) -> int:
     return 0
 
 
+_state = {"run": False}  # whether this command runs a study (for the interrupt message)
+
+
 def _interrupted_message() -> str:
     """What a Ctrl-C left: the results written, or not (and whether the same command resumes)."""
     written, claimed = run_folder.written(), run_folder.claimed(ever=True)
     if written:
         return f"fastk-jax: interrupted after the results were written to {written[-1]}/"
+    if not _state["run"]:
+        return "fastk-jax: interrupted"
     if not claimed:
         return "fastk-jax: interrupted before the run started; nothing written"
     out = claimed[-1]
@@ -203,6 +219,7 @@ def _signals_and_warnings():
     warnings and library log records print as one line. Everything is restored afterwards (the
     command also runs in process, from tests)."""
     run_folder.reset_interrupt()
+    _state["run"] = False
     old_show = warnings.showwarning
     warnings.showwarning = _show_warning
     root = logging.getLogger()
@@ -210,7 +227,8 @@ def _signals_and_warnings():
     root.addHandler(handler)
     lastresort, logging.lastResort = logging.lastResort, None
     watch = None
-    if threading.current_thread() is threading.main_thread():
+    # a SIGINT ignored by whoever started the command (nohup, a background job) stays ignored
+    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
         watch = _Watchdog()
     try:
         yield watch
@@ -223,11 +241,12 @@ def _signals_and_warnings():
 
 
 class _Watchdog:
-    """The SIGINT handler, and a thread woken by every signal (``signal.set_wakeup_fd``: the
-    interpreter writes the signal's number there even while the main thread is inside C code).
-    After a Ctrl-C the main thread has ``GRACE_S`` seconds to stop by itself; if it has not (or
-    on a second Ctrl-C), the thread waits for any swap of a results folder to finish, says what
-    was written, and ends the process with status 130."""
+    """The SIGINT handler (``run_folder.interrupt``: the run stops at its next safe point), and a
+    thread woken by every signal (``signal.set_wakeup_fd``: the interpreter writes the signal's
+    number there even while the main thread is inside C code). After a Ctrl-C the main thread
+    has ``GRACE_S`` seconds to stop by itself; if it has not (a long compilation, a long chunk),
+    or on a second Ctrl-C, the thread waits for any swap of a results folder to finish, says
+    what was written, and ends the process with status 130."""
 
     def __init__(self):
         self.reported = False
@@ -283,6 +302,10 @@ def main(argv: list[str] | None = None) -> int:
         try:
             code = _main(argv)
         except KeyboardInterrupt:
+            code = EXIT_INTERRUPTED
+        except BaseException:  # after a Ctrl-C, whatever a library made of it is the interrupt
+            if not run_folder.interrupted():
+                raise
             code = EXIT_INTERRUPTED
         if code != EXIT_INTERRUPTED and not run_folder.interrupted():
             return code

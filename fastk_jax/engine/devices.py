@@ -89,11 +89,11 @@ def check_platform() -> None:
         jax.devices()
     except (RuntimeError, AssertionError) as e:
         wanted = os.environ.get("JAX_PLATFORMS", "") or jax.config.jax_platforms or ""
-        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        first = str(e).splitlines()[0].split(" (set JAX_PLATFORMS")[0] if str(e) else type(e).__name__
         if len(first) > 240:
             first = first[:240] + "..."
         where = f"JAX_PLATFORMS={wanted!r}" if wanted else "the default platform"
         raise FastkError(
-            f"{where}: no such JAX backend can start here ({first}); install its jaxlib plugin, "
+            f"{where}: that JAX backend is not available here ({first}); install its jaxlib plugin, "
             "or set JAX_PLATFORMS=cpu (or unset it to use what is available)"
         ) from None

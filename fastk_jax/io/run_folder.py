@@ -25,9 +25,10 @@ forward). ``.OUT.fastk-old`` without it means the swap was done and the clean-up
 files and probe files of killed runs are removed. A run killed at any instant therefore leaves
 a state that the next run of the same command completes, bit-identically.
 
-**Interrupts.** ``interrupt`` is what a SIGINT handler calls: it marks the process interrupted
-and raises KeyboardInterrupt, except inside the swap, which it lets finish first; an
-interrupted process never starts a swap. ``written`` and ``claimed`` say what to tell the user.
+**Interrupts.** ``interrupt`` is what the CLI's SIGINT handler calls: it marks the process
+interrupted, and the run raises KeyboardInterrupt at its next safe point (``check_interrupt``);
+an interrupted process never starts a swap, and a Ctrl-C during one (Python's own handler, from
+the Python API) takes effect once it is done. ``written`` and ``claimed`` say what to tell the user.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ import errno
 import os
 import re
 import shutil
+import signal
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -55,8 +57,7 @@ _claimed: list[Path] = []  # output folders this process holds now
 _ever: list[Path] = []  # output folders this process has claimed (for the interrupt message)
 _written: list[Path] = []  # output folders this process has committed results into
 _swap = threading.RLock()  # held during a swap: the CLI's watchdog waits for it before it ends the process
-# plain flags (a signal handler reads and sets them between any two bytecodes of the main thread)
-_flags = {"in_swap": False, "interrupted": False}
+_flags = {"interrupted": False}  # a plain flag: a signal handler sets it between any two bytecodes
 
 
 def lock_path(out: Path) -> Path:
@@ -89,6 +90,8 @@ def check_writable(out: Path) -> None:
         if not existing.is_dir():
             raise FastkError(f"cannot write output folder {out}: {existing} is not a folder")
     except OSError as e:
+        if e.errno == errno.ENAMETOOLONG:
+            raise FastkError(f"output folder name {out.name!r} is too long for the file system") from None
         raise from_os_error(e, f"cannot use output folder {out}") from None
     # the longest name fastk-jax puts beside OUT, in the deepest folder that exists
     probe = existing / _aside(out, PROBE).name
@@ -290,25 +293,38 @@ def commit(out: Path, staging: Path, checkpoints: Path | None = None) -> None:
     if the process was interrupted."""
     new, old = _aside(out, NEW), _aside(out, OLD)
     _fsync_tree(staging)
-    with _swap:
-        if _flags["interrupted"]:
-            raise KeyboardInterrupt
-        _flags["in_swap"] = True
-        try:
-            os.rename(staging, new)
-            if out.exists():
-                os.rename(out, old)
-            else:
-                old.mkdir()
-            os.rename(new, out)
-            _written.append(out)
-        finally:
-            _flags["in_swap"] = False
+    with _swap, _sigint_held():
+        check_interrupt()
+        os.rename(staging, new)
+        if out.exists():
+            os.rename(out, old)
+        else:
+            old.mkdir()
+        os.rename(new, out)
+        _written.append(out)
         _fsync_dir(out.parent)
     if checkpoints is not None:
         shutil.rmtree(checkpoints, ignore_errors=True)
     shutil.rmtree(old, ignore_errors=True)
-    if _flags["interrupted"]:  # a Ctrl-C during the swap: it is done, now stop
+    check_interrupt()  # a Ctrl-C during the swap: it is done, now stop
+
+
+@contextlib.contextmanager
+def _sigint_held() -> Iterator[None]:
+    """Python's own SIGINT handler (the Python API; the CLI's never raises) held off during the
+    swap: a Ctrl-C then raises KeyboardInterrupt once the swap is done."""
+    if threading.current_thread() is not threading.main_thread() or (
+        signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+    ):
+        yield
+        return
+    got: list[int] = []
+    old = signal.signal(signal.SIGINT, lambda signum, frame: got.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
+    if got:
         raise KeyboardInterrupt
 
 
@@ -337,15 +353,22 @@ def _fsync_dir(folder: Path) -> None:
 
 
 def interrupt() -> None:
-    """What a SIGINT handler calls: mark the process interrupted, and raise KeyboardInterrupt
-    unless a swap is under way (it finishes, then raises it itself)."""
+    """What the CLI's SIGINT handler calls: mark the process interrupted. It never raises
+    (KeyboardInterrupt raised at an arbitrary instant can be swallowed by a garbage collector
+    callback, or turned into an ImportError inside an extension's import); the run raises it
+    itself at its next safe point (``check_interrupt``: between chunks, between steps, before
+    a swap), and the CLI's watchdog ends a process that does not get there in time."""
     _flags["interrupted"] = True
-    if not _flags["in_swap"]:
-        raise KeyboardInterrupt
 
 
 def interrupted() -> bool:
     return _flags["interrupted"]
+
+
+def check_interrupt() -> None:
+    """Raise KeyboardInterrupt if the process was interrupted (``interrupt``)."""
+    if _flags["interrupted"]:
+        raise KeyboardInterrupt
 
 
 def reset_interrupt() -> None:
