@@ -108,24 +108,26 @@ def test_os_errors_map_to_the_input_or_the_machine():
     assert isinstance(full, ResourceError) and str(full) == "cannot write x: No space left on device; kept"
 
 
+class Disk:
+    """A small file system of its own (a tmpfs) at ``path``, resized with ``resize(bytes)``."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def resize(self, size: int) -> None:
+        subprocess.run(["mount", "-o", f"remount,size={size}", str(self.path)], check=True, capture_output=True)
+
+
 @pytest.fixture
 def tmpfs(tmp_path):
-    """A small file system of its own (``mount -t tmpfs``), resized with ``resize(bytes)``."""
     where = tmp_path / "disk"
     where.mkdir()
     try:
-        subprocess.run(
-            ["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(where)], check=True, capture_output=True
-        )
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(where)], check=True, capture_output=True)
     except (OSError, subprocess.CalledProcessError) as e:
         pytest.skip(f"cannot mount a tmpfs for a full disk here (needs root): {e}")
-
-    def resize(size: int) -> None:
-        subprocess.run(["mount", "-o", f"remount,size={size}", str(where)], check=True, capture_output=True)
-
-    where.resize = resize  # type: ignore[attr-defined]
     try:
-        yield where
+        yield Disk(where)
     finally:
         subprocess.run(["umount", "-l", str(where)], check=False, capture_output=True)
 
@@ -137,7 +139,7 @@ def test_full_disk_while_checkpointing_keeps_the_last_checkpoint(tmp_path, tmpfs
     cfg = study_file(tmp_path, time_horizon=400.0, chunk=10)
     clean = tmp_path / "clean"
     subprocess.run(command("run", cfg, "--out", clean, "--quiet"), env={**env, "FASTK_CHECKPOINT_EVERY_S": "off"}, check=True)
-    out = tmpfs / "out"
+    out = tmpfs.path / "out"
     probe = tmp_path / "probe"  # how large is one checkpoint of this run?
     proc = subprocess.Popen(command("run", cfg, "--out", probe, "--quiet"), env=env, stderr=subprocess.DEVNULL)
     slot = tmp_path / "probe.partial" / "group-0.npz"
@@ -150,12 +152,12 @@ def test_full_disk_while_checkpointing_keeps_the_last_checkpoint(tmp_path, tmpfs
     proc = subprocess.run(command("run", cfg, "--out", out, "--quiet"), env=env, capture_output=True, text=True)
     one_line_error(proc.stderr, 1, proc.returncode)
     assert "No space left on device" in proc.stderr and "resumes from them" in proc.stderr
-    partial = tmpfs / "out.partial"
+    partial = tmpfs.path / "out.partial"
     assert sorted(p.name for p in partial.iterdir()) == ["group-0.npz"]  # no temporary file
     kept = checkpoint.Slot(partial, "group-0")
     with np.load(kept.path, allow_pickle=False) as f:
         assert json.loads(str(f["manifest"]))["iterations"] > 0
-    assert not out.exists() and sorted(p.name for p in tmpfs.iterdir()) == ["out.partial"]
+    assert not out.exists() and sorted(p.name for p in tmpfs.path.iterdir()) == ["out.partial"]
     tmpfs.resize(8 << 20)
     done = subprocess.run(command("run", cfg, "--out", out), env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
@@ -165,7 +167,7 @@ def test_full_disk_while_checkpointing_keeps_the_last_checkpoint(tmp_path, tmpfs
 
 def test_full_disk_while_saving_keeps_the_old_results(tmp_path, tmpfs, env):
     cfg = study_file(tmp_path)
-    out = tmpfs / "out"
+    out = tmpfs.path / "out"
     env = {**env, "FASTK_CHECKPOINT_EVERY_S": "off"}
     subprocess.run(command("run", cfg, "--out", out, "--quiet"), env=env, check=True)
     old = digest(out)
@@ -176,7 +178,7 @@ def test_full_disk_while_saving_keeps_the_old_results(tmp_path, tmpfs, env):
     one_line_error(proc.stderr, 1, proc.returncode)
     assert "No space left on device" in proc.stderr and "nothing was replaced" in proc.stderr
     assert digest(out) == old and results.load(out).seeds == 3
-    assert sorted(p.name for p in tmpfs.iterdir()) == ["out"]  # no staging folder, no lock
+    assert sorted(p.name for p in tmpfs.path.iterdir()) == ["out"]  # no staging folder, no lock
 
 
 # ---------------------------------------------------------------- 2. the swap, and its recovery
