@@ -25,43 +25,111 @@ The package, layer by layer (each imports only the layers above it in this list)
   studies, ``check-bounds``; ``reference``: the NumPy reference simulators; ``cli``, ``bench``.
 """
 
+import importlib
+from typing import TYPE_CHECKING
+
+from .errors import ConfigError, DataError, FastkError
+
 __version__ = "0.1.0"
 
-from .analysis.results import Results, load
-from .core.delays import (
-    Exponential,
-    HyperExponential,
-    LogNormal,
-    Pareto,
-    ShiftedExponential,
-    Uniform,
-    Weibull,
-    make_law,
-)
-from .core.policies import KPolicy, adaptive, fixed, schedule
-from .core.spec import RunSpec, SimConfig, stack_configs
-from .engine import Progress, Simulation, simulate
-from .errors import ConfigError, DataError, FastkError
-from .runner.execute import run
-from .study import (
-    Adaptive,
-    BoundOptimal,
-    Delays,
-    Doubling,
-    Figure,
-    Fixed,
-    GradientNorm,
-    Linear,
-    Logistic,
-    LossRatio,
-    Markov,
-    Oracle,
-    Report,
-    Run,
-    Schedule,
-    Study,
-    delays,
-)
+# The rest is imported on first use (PEP 562), so that ``fastk-jax`` starts, and answers a
+# Ctrl-C, before JAX is imported.
+_LAZY = {
+    **{
+        name: "core.delays"
+        for name in (
+            "Exponential",
+            "HyperExponential",
+            "LogNormal",
+            "Pareto",
+            "ShiftedExponential",
+            "Uniform",
+            "Weibull",
+            "make_law",
+        )
+    },
+    **{name: "core.policies" for name in ("KPolicy", "adaptive", "fixed", "schedule")},
+    **{name: "core.spec" for name in ("RunSpec", "SimConfig", "stack_configs")},
+    **{name: "engine" for name in ("Progress", "Simulation", "simulate")},
+    **{name: "analysis.results" for name in ("Results", "load")},
+    **{name: "runner.execute" for name in ("run",)},
+    **{
+        name: "study"
+        for name in (
+            "Adaptive",
+            "BoundOptimal",
+            "Delays",
+            "Doubling",
+            "Figure",
+            "Fixed",
+            "GradientNorm",
+            "Linear",
+            "Logistic",
+            "LossRatio",
+            "Markov",
+            "Oracle",
+            "Report",
+            "Run",
+            "Schedule",
+            "Study",
+            "delays",
+        )
+    },
+}
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .analysis.results import Results, load
+    from .core.delays import (
+        Exponential,
+        HyperExponential,
+        LogNormal,
+        Pareto,
+        ShiftedExponential,
+        Uniform,
+        Weibull,
+        make_law,
+    )
+    from .core.policies import KPolicy, adaptive, fixed, schedule
+    from .core.spec import RunSpec, SimConfig, stack_configs
+    from .engine import Progress, Simulation, simulate
+    from .runner.execute import run
+    from .study import (
+        Adaptive,
+        BoundOptimal,
+        Delays,
+        Doubling,
+        Figure,
+        Fixed,
+        GradientNorm,
+        Linear,
+        Logistic,
+        LossRatio,
+        Markov,
+        Oracle,
+        Report,
+        Run,
+        Schedule,
+        Study,
+        delays,
+    )
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    try:  # a subpackage or module: fastk_jax.engine, fastk_jax.analysis, ...
+        return importlib.import_module(f".{name}", __name__)
+    except ModuleNotFoundError as e:
+        if e.name != f"{__name__}.{name}":
+            raise
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+
+
+def __dir__():
+    return sorted({*globals(), *_LAZY})
+
 
 __all__ = [
     "Adaptive",

@@ -1,7 +1,5 @@
 """``python -m fastk_jax``: the same as the ``fastk-jax`` command."""
 
-import sys
+from .cli import console
 
-from .cli import main
-
-sys.exit(main())
+console()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+
 
 def one_line(text: str) -> str:
     """``text`` with line breaks and other unprintable characters escaped (``\\n``, ``\\x00``),
@@ -10,10 +12,11 @@ def one_line(text: str) -> str:
 
 
 class FastkError(ValueError):
-    """Bad input: a configuration, data file or argument that cannot be used.
+    """Bad input: a configuration, data file, argument or output path that cannot be used.
 
     The message is one line that names the offending field or file. The CLI prints it and
-    exits with status 2; the Python API raises it.
+    exits with status 2; the Python API raises it. (``ResourceError``, a subclass, is the
+    one fault that is not the input's.)
     """
 
     def __init__(self, message: str = "", *args):
@@ -31,3 +34,26 @@ class ConfigError(FastkError):
 
 class DataError(FastkError):
     """A data file is missing, empty, truncated or inconsistent."""
+
+
+class ResourceError(FastkError):
+    """The machine failed, not the input: a full disk, an exceeded quota, an I/O error. The
+    message is one line; the CLI exits with status 1 (not 2: running again elsewhere, or once
+    there is room, can succeed with the same input)."""
+
+
+# errnos that say the machine, not the path the user chose, is at fault
+_RESOURCE_ERRNOS = {
+    getattr(errno, name)
+    for name in ("ENOSPC", "EDQUOT", "EIO", "ENOMEM", "EMFILE", "ENFILE", "EFBIG", "ESTALE", "ENOLCK")
+    if hasattr(errno, name)
+}
+
+
+def from_os_error(e: OSError, doing: str, after: str = "") -> FastkError:
+    """``e`` as a one-line error: ``ResourceError`` for a fault of the machine (a full disk...),
+    else ``FastkError`` (a path that cannot be written: the input's fault). ``doing`` says what
+    failed ("cannot write checkpoint X"), ``after`` what is left ("the checkpoints so far are kept")."""
+    reason = e.strerror or str(e) or type(e).__name__
+    message = f"{doing}: {reason}" + (f"; {after}" if after else "")
+    return (ResourceError if e.errno in _RESOURCE_ERRNOS else FastkError)(message)

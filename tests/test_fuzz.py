@@ -772,3 +772,84 @@ def test_mutated_sweep_resolves_or_names_the_problem(mutations, quick):
         sweep.points(sweep.resolve(raw, quick=quick))
     except ConfigError as e:
         assert "\n" not in str(e) and str(e).strip(), repr(str(e))
+
+
+# ---------------------------------------------------------------- kills at random instants
+
+
+def test_kill_at_random_instants(tmp_path):
+    """A real ``fastk-jax run`` replacing old results, killed (SIGKILL) or interrupted (SIGINT)
+    at random instants of its whole run, the final save included (half the instants fall in
+    its last quarter): each time OUT holds the old results, nothing, or the new results, whole
+    and loadable; an interrupt ends in exit 130 without a traceback; and running the command
+    again ends with results bit-identical (the same content hash) to an uninterrupted run. A
+    seeded loop, so CI sees the same instants every time; the runs share a compilation cache."""
+    import json
+    import random
+    import shutil
+    import signal
+    import time
+
+    from test_cli import base, toml
+
+    from fastk_jax.analysis import results
+
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(Path(__file__).resolve().parent.parent),
+        "JAX_COMPILATION_CACHE_DIR": str(tmp_path / "jax-cache"),
+        "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+        "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0",
+        "FASTK_CHECKPOINT_EVERY_S": "0",
+    }
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    configs = {}
+    for name, eta in (("old", 0.001), ("new", 0.002)):  # the same shapes: one program
+        doc = base()
+        doc["run"].update({"eta": eta, "time_horizon": 100.0, "chunk": 20})
+        configs[name] = tmp_path / f"{name}.toml"
+        configs[name].write_text(toml(doc))
+
+    def run(name, out, **kwargs):
+        cmd = [sys.executable, "-m", "fastk_jax", "run", str(configs[name]), "--out", str(out), "--quiet"]
+        return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, **kwargs)
+
+    def digest(out):
+        return json.loads((out / "summary.json").read_text())["results_sha256"]
+
+    pristine = tmp_path / "old-results"
+    assert run("old", pristine).wait(timeout=300) == 0
+    started = time.monotonic()
+    reference = tmp_path / "new-results"
+    assert run("new", reference).wait(timeout=300) == 0
+    whole_s = time.monotonic() - started
+    old, new = digest(pristine), digest(reference)
+    assert old != new
+
+    rng = random.Random(18)
+    out = runs / "out"
+    for example, sig in enumerate([signal.SIGKILL, signal.SIGINT, signal.SIGKILL, signal.SIGINT]):
+        shutil.rmtree(runs)
+        runs.mkdir()
+        shutil.copytree(pristine, out)
+        at = whole_s * (rng.uniform(0.75, 1.05) if example % 2 else rng.uniform(0.1, 1.0))
+        at = max(at, 0.5)  # before that the interpreter itself is starting (its own Ctrl-C: nothing written)
+        proc = run("new", out)
+        time.sleep(at)
+        proc.send_signal(sig)
+        err = proc.communicate(timeout=120)[1]
+        where = f"example {example}: signal {sig.name} at {at:.2f} s of {whole_s:.2f} s"
+        if sig == signal.SIGINT:
+            assert proc.returncode in (0, 130), f"{where}: {proc.returncode} {err}"
+            assert "Traceback" not in err, f"{where}: {err}"
+        else:
+            assert proc.returncode in (0, -signal.SIGKILL), f"{where}: {proc.returncode}"
+        if out.exists():
+            assert digest(out) in (old, new), where
+            assert results.load(out).seeds == 3, where
+        again = run("new", out)
+        err = again.communicate(timeout=300)[1]
+        assert again.returncode == 0, f"{where}: {err}"
+        assert digest(out) == new, where
+        assert sorted(p.name for p in runs.iterdir()) == ["out"], f"{where}: {sorted(os.listdir(runs))}"

@@ -74,6 +74,29 @@ def result_styles(results: Results) -> list[dict]:
     return styles(results._fields())
 
 
+def seeds_title(results: Results, bands: str = ", 95% bands") -> str:
+    """A legend's title that says how many seeds each mean averages: "mean of 8 seeds", or,
+    where runs diverged (they are left out of the means), "mean of 3 of 8 seeds (5 diverged)"
+    when every configuration lost as many, else that the diverged runs are left out (each
+    label then says how many, ``seeds_label``)."""
+    seeds, diverged = int(results.seeds), np.asarray(results.diverged)
+    if not diverged.any():
+        return f"mean of {seeds} seeds{bands}"
+    if np.all(diverged == diverged[0]):
+        return f"mean of {seeds - int(diverged[0])} of {seeds} seeds ({int(diverged[0])} diverged){bands}"
+    return f"mean of {seeds} seeds less the diverged runs{bands}"
+
+
+def seeds_label(results: Results, c: int) -> str:
+    """Configuration ``c``'s legend label, with "(3 of 8 seeds: 5 diverged)" where some of its
+    runs diverged and the title does not already say so."""
+    diverged = np.asarray(results.diverged)
+    d, seeds = int(diverged[c]), int(results.seeds)
+    if d == 0 or np.all(diverged == diverged[0]) or d >= seeds:
+        return str(results.labels[c])
+    return f"{results.labels[c]} ({seeds - d} of {seeds} seeds: {d} diverged)"
+
+
 def _error_bands(ax, xs, band, results: Results) -> None:
     """Each configuration's mean error against its x values ``xs(c)`` on a log scale, with its 95%
     band. A band whose lower edge is at or below zero runs to the bottom of the panel (the edge
@@ -89,7 +112,7 @@ def _error_bands(ax, xs, band, results: Results) -> None:
         if not shown[c].any():
             ax.plot([], [], color=color, lw=1.2, label=f"{label} (no finite runs)")
             continue
-        ax.plot(xs(c), np.where(shown[c], band.mean[c], np.nan), lw=1.2, label=str(label), **styles[c])
+        ax.plot(xs(c), np.where(shown[c], band.mean[c], np.nan), lw=1.2, label=seeds_label(results, c), **styles[c])
         ok = shown[c] & np.isfinite(band.half_width[c])
         ax.fill_between(xs(c), lows[c], band.mean[c] + band.half_width[c], where=ok, color=color, alpha=0.25, lw=0)
     if shown.any():
@@ -98,7 +121,7 @@ def _error_bands(ax, xs, band, results: Results) -> None:
         fontsize=6.5,
         frameon=False,
         ncol=2 if len(results.labels) > 4 else 1,
-        title=f"mean of {results.seeds} seeds, 95% bands",
+        title=seeds_title(results),
         title_fontsize=6.5,
     )
 
@@ -201,12 +224,12 @@ def communication(results: Results, title: str = "") -> plt.Figure:
             # the band of a sum of two counts: half-widths added, an upper bound on the sum's
             half = sum(np.nan_to_num(results.bands[n].half_width[rows[c], index]) for n in band_names)
             x = results.levels[hit]
-            ax.plot(x, mean, lw=1.2, label=str(label), **styles[c])
+            ax.plot(x, mean, lw=1.2, label=seeds_label(results, c), **styles[c])
             ax.fill_between(x, np.maximum(mean - half, 0.0), mean + half, color=color, alpha=0.25, lw=0)
         ax.set_xscale("log")
         ax.set_title(what, fontsize=8)
         _style(ax, r"error level $F(w) - F^*$ reached (mean curve)", "vectors communicated")
-    axes[0].legend(fontsize=6.5, frameon=False, title=f"mean of {results.seeds} seeds, 95% bands", title_fontsize=6.5)
+    axes[0].legend(fontsize=6.5, frameon=False, title=seeds_title(results), title_fontsize=6.5)
     if title:
         fig.suptitle(title, fontsize=8)
     return fig
@@ -487,11 +510,11 @@ def envelope(results: Results, env, title: str = "") -> plt.Figure:
     ax_err.plot(t, env.error, color=(0.6, 0.6, 0.6), lw=4, alpha=0.6, label="envelope (best fixed k)", zorder=1)
     for c, label in enumerate(results.labels):
         if c in members:
-            ax_err.plot(t, err.mean[c], lw=0.7, alpha=0.8, label=str(label), **styles[c])
+            ax_err.plot(t, err.mean[c], lw=0.7, alpha=0.8, label=seeds_label(results, c), **styles[c])
             continue
         with np.errstate(invalid="ignore"):
             low = np.where(err.mean[c] - err.half_width[c] > 0, err.mean[c] - err.half_width[c], np.nan)
-        ax_err.plot(t, err.mean[c], lw=1.4, label=str(label), zorder=3, **styles[c])
+        ax_err.plot(t, err.mean[c], lw=1.4, label=seeds_label(results, c), zorder=3, **styles[c])
         ax_err.fill_between(t, low, err.mean[c] + err.half_width[c], color=styles[c]["color"], alpha=0.12, lw=0)
         with np.errstate(divide="ignore", invalid="ignore"):
             ax_ratio.plot(t[1:], err.mean[c, 1:] / env.error[1:], lw=1.2, **styles[c])
@@ -506,7 +529,7 @@ def envelope(results: Results, env, title: str = "") -> plt.Figure:
         loc="outside right upper",
         fontsize=6,
         frameon=False,
-        title=f"mean of {results.seeds} seeds",
+        title=seeds_title(results, bands=""),
         title_fontsize=6,
     )
     _style(ax_err, "", r"$F(w_t) - F^*$")

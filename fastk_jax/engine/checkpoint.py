@@ -12,6 +12,12 @@ and JSON only: no pickle.
 fsynced, then renamed over the previous one (``os.replace``), so a process killed at any
 moment leaves the previous checkpoint or the new one, never half of one.
 
+**Never damaged.** A checkpoint's manifest holds a content hash of its arrays (as results.npz
+does, ``files.content_hash``); ``load`` ignores (with a warning) a file whose arrays do not
+match it, a file that is not a checkpoint, and a folder in a checkpoint's place. A write that
+fails (a full disk) removes its temporary file, keeps the previous checkpoint, and ends in a
+one-line error (``errors.from_os_error``).
+
 **Never stale.** ``load`` returns a checkpoint only if its key is the one asked for; the
 engine's key hashes the problem's arrays, the configurations' arrays, the static settings,
 every run parameter, the run layout (block size, devices, calls), the device platform and the package versions. A file
@@ -27,7 +33,9 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import os
+import shutil
 import tempfile
 import time
 import warnings
@@ -38,7 +46,10 @@ from typing import Any
 import jax
 import numpy as np
 
-FORMAT = "fastk-jax checkpoint 1"
+from ..errors import ConfigError, from_os_error
+from ..io.files import content_hash
+
+FORMAT = "fastk-jax checkpoint 2"  # 2: with the content hash
 DEFAULT_EVERY_S = 30.0
 
 
@@ -78,30 +89,44 @@ def partial_folder(out: Path) -> Path:
 
 def cadence(every_s: float | str | None = None) -> float | None:
     """Seconds between checkpoints: ``every_s``, else ``$FASTK_CHECKPOINT_EVERY_S``, else 30;
-    None for "off" (no checkpoints), 0 for after every chunk."""
+    None for "off" (no checkpoints), 0 for after every chunk. Anything but a finite number of
+    seconds >= 0 or "off" is refused (ConfigError naming the variable): nan would mean never
+    and a negative number always, silently."""
     every = os.environ.get("FASTK_CHECKPOINT_EVERY_S", "30") if every_s is None else every_s
     if str(every).strip().lower() == "off":
         return None
     try:
-        return float(every)
-    except ValueError:
-        from ..errors import ConfigError
-
-        raise ConfigError("FASTK_CHECKPOINT_EVERY_S", f"must be seconds or 'off', got {every!r}") from None
+        seconds = float(every)
+    except (TypeError, ValueError):
+        seconds = math.nan
+    if not (math.isfinite(seconds) and seconds >= 0):
+        raise ConfigError(
+            "FASTK_CHECKPOINT_EVERY_S", f"must be a finite number of seconds >= 0 or 'off', got {str(every)!r}"
+        )
+    return seconds
 
 
 def write_atomic(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    """np.savez ``arrays`` to ``path`` atomically: a temporary file beside it, fsynced, renamed."""
+    """np.savez ``arrays`` to ``path`` atomically: a temporary file beside it, fsynced, renamed.
+    If anything fails, the temporary file (and a folder made for it, left empty) is removed and
+    whatever was at ``path`` stays; the exception is raised."""
+    made = not path.parent.exists()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = None
     try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         with os.fdopen(fd, "wb") as f:
             np.savez(f, **arrays)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                Path(tmp).unlink(missing_ok=True)
+        if made:
+            with contextlib.suppress(OSError):
+                path.parent.rmdir()  # only if empty
         raise
     _fsync_dir(path.parent)
 
@@ -126,18 +151,32 @@ class Slot:
         if jax.process_index() != 0:
             return
         started = time.perf_counter()
-        arrays = {f"b{b}_{i}": leaf for b, leaves in enumerate(batches) for i, leaf in enumerate(leaves)}
+        arrays = {f"b{b}_{i}": np.asarray(leaf) for b, leaves in enumerate(batches) for i, leaf in enumerate(leaves)}
         meta = {"format": FORMAT, "key": key, "batches": len(batches), "leaves": len(batches[0]), **manifest}
+        meta["sha256"] = content_hash(arrays)
         arrays["manifest"] = np.asarray(json.dumps(meta, sort_keys=True))
-        write_atomic(self.path, arrays)
+        try:
+            if self.path.is_dir():  # not a checkpoint (load said so): it is in fastk-jax's own folder
+                shutil.rmtree(self.path)
+            write_atomic(self.path, arrays)
+        except OSError as e:
+            raise from_os_error(
+                e,
+                f"cannot write checkpoint {self.path}",
+                "the checkpoints written before are kept, and the same command resumes from them",
+            ) from None
         self.saves += 1
         self.save_s += time.perf_counter() - started
         self._last = time.monotonic()
 
     def load(self, key: str) -> tuple[list[list[np.ndarray]], dict[str, Any]] | None:
         """The batches' leaves and the manifest saved under ``key``, or None (no file, another
-        key, or an unreadable file: warned about, and overwritten by the next save)."""
+        key, or a file that is unreadable, does not match its content hash or is not a
+        checkpoint: warned about, and overwritten by the next save)."""
         if not self.path.exists():
+            return None
+        if self.path.is_dir():
+            warnings.warn(f"checkpoint {self.path} is a folder, not a checkpoint; starting over", stacklevel=3)
             return None
         try:
             with np.load(self.path, allow_pickle=False) as f:
@@ -148,9 +187,16 @@ class Slot:
                         stacklevel=3,
                     )
                     return None
-                batches = [[f[f"b{b}_{i}"] for i in range(meta["leaves"])] for b in range(meta["batches"])]
-        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
+                arrays = {name: f[name] for name in f.files if name != "manifest"}
+            batches = [[arrays[f"b{b}_{i}"] for i in range(meta["leaves"])] for b in range(meta["batches"])]
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, EOFError, zipfile.BadZipFile) as e:
             warnings.warn(f"checkpoint {self.path} is unreadable ({type(e).__name__}); starting over", stacklevel=3)
+            return None
+        if content_hash(arrays) != meta.get("sha256"):
+            warnings.warn(
+                f"checkpoint {self.path} does not match its content hash (damaged or edited); starting over",
+                stacklevel=3,
+            )
             return None
         return batches, meta
 

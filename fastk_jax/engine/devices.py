@@ -63,6 +63,7 @@ def init_distributed() -> bool:
     cluster environment such as SLURM). Returns whether it started. Tested with one process
     only: several hosts are not tested."""
     if os.environ.get("FASTK_DISTRIBUTED", "") not in ("1", "true", "yes"):
+        check_platform()
         return False
     if jax.distributed.is_initialized():
         return True
@@ -76,4 +77,23 @@ def init_distributed() -> bool:
     except (ValueError, RuntimeError) as e:
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise FastkError(f"FASTK_DISTRIBUTED=1 but jax.distributed.initialize failed: {msg}") from None
+    check_platform()
     return True
+
+
+def check_platform() -> None:
+    """Start JAX's backend (``jax.devices()``), or raise a one-line FastkError naming the platform
+    when ``JAX_PLATFORMS`` asks for one that is not installed or does not start (JAX's own
+    error is a long traceback, or a bare AssertionError for some platforms)."""
+    try:
+        jax.devices()
+    except (RuntimeError, AssertionError) as e:
+        wanted = os.environ.get("JAX_PLATFORMS", "") or jax.config.jax_platforms or ""
+        first = str(e).splitlines()[0].split(" (set JAX_PLATFORMS")[0] if str(e) else type(e).__name__
+        if len(first) > 240:
+            first = first[:240] + "..."
+        where = f"JAX_PLATFORMS={wanted!r}" if wanted else "the default platform"
+        raise FastkError(
+            f"{where}: that JAX backend is not available here ({first}); install its jaxlib plugin, "
+            "or set JAX_PLATFORMS=cpu (or unset it to use what is available)"
+        ) from None

@@ -1,8 +1,10 @@
 """Result files: ``results.npz`` with its manifest and content hash, written into a run folder
 atomically, and read back verified.
 
-Files are written into a fresh temporary folder beside the output folder and moved in only
-when all of them are complete, so an interrupted or failed run never leaves half a result.
+Files are written into a fresh temporary folder beside the output folder, the arrays first and
+the figures last, and the folder is swapped in whole once all of them are complete
+(``run_folder.commit``), so an interrupted or failed run never leaves half a result or a mix
+of two runs' files. A figure that fails to draw is a warning, not a lost run.
 
 ``results.npz`` carries its own manifest, the array ``fastk_manifest`` (a JSON string): the
 resolved configuration, the versions (``versions.versions``), and ``sha256``, a hash of every
@@ -17,9 +19,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import shutil
 import tempfile
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -27,8 +29,9 @@ from typing import Any
 import jax
 import numpy as np
 
-from ..errors import FastkError
+from ..errors import FastkError, from_os_error
 from ..versions import versions
+from . import run_folder
 
 MANIFEST = "fastk_manifest"  # the array of results.npz that holds its manifest
 
@@ -48,16 +51,10 @@ def finite_json(obj: Any) -> Any:
 
 
 def check_writable(out_dir: str | Path) -> None:
-    """Raise FastkError unless ``out_dir`` is, or can be created as, a writable folder: called
-    before a run, so that a bad --out fails in a second, not after the simulation."""
-    out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise FastkError(f"output folder {out_dir} exists and is not a folder")
-    existing = out_dir
-    while not existing.exists():
-        existing = existing.parent
-    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
-        raise FastkError(f"cannot write output folder {out_dir}: {existing} is not a writable folder")
+    """Raise FastkError unless ``out_dir`` is, or can be created as, a writable folder (probed
+    by creating a file: ``run_folder.check_writable``): called before a run, so that a bad --out
+    fails in a second, not after the simulation."""
+    run_folder.check_writable(Path(out_dir))
 
 
 def content_hash(arrays: dict[str, np.ndarray]) -> str:
@@ -88,7 +85,6 @@ def save(
     out_dir = Path(out_dir)
     if jax.process_index() != 0:
         return out_dir
-    check_writable(out_dir)
     arrays = {name: np.asarray(a) for name, a in arrays.items()}
     for name, a in arrays.items():
         if a.dtype.hasobject or name == MANIFEST:  # object arrays would need pickle
@@ -97,38 +93,52 @@ def save(
     config = finite_json(config)
     summary = {**summary, "versions": summary.get("versions", versions()), "results_sha256": digest}
     manifest = {"format": FORMAT, "sha256": digest, "versions": summary["versions"], "config": config}
-    try:
-        out_dir.parent.mkdir(parents=True, exist_ok=True)
-        _remove_stale_staging(out_dir)
-        staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    except OSError as e:
-        raise FastkError(f"cannot write output folder {out_dir}: {e.strerror or e}") from None
-    try:
-        np.savez(staging / "results.npz", **arrays, **{MANIFEST: np.asarray(json.dumps(manifest, allow_nan=False))})
-        for name, obj in (("config.json", config), ("summary.json", summary)):
-            (staging / name).write_text(json.dumps(finite_json(obj), indent=2, allow_nan=False) + "\n")
-        for name, text in (texts or {}).items():  # e.g. study.toml, the study as run
-            (staging / name).write_text(text, encoding="utf-8")
-        for draw in figures:
-            draw(staging)
-        out_dir.mkdir(exist_ok=True)
-        for f in sorted(staging.iterdir()):
-            os.replace(f, out_dir / f.name)
-    except OSError as e:
-        raise FastkError(f"cannot write output folder {out_dir}: {e.strerror or e}") from None
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    if checkpoints is not None:
-        shutil.rmtree(checkpoints, ignore_errors=True)
+    with run_folder.claim(out_dir):
+        try:
+            staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+            os.chmod(staging, 0o777 & ~_umask())  # it becomes OUT: a folder as mkdir makes it, not mkdtemp's 0700
+        except OSError as e:
+            raise from_os_error(e, f"cannot write output folder {out_dir}") from None
+        try:
+            np.savez(staging / "results.npz", **arrays, **{MANIFEST: np.asarray(json.dumps(manifest, allow_nan=False))})
+            for name, obj in (("config.json", config), ("summary.json", summary)):
+                (staging / name).write_text(json.dumps(finite_json(obj), indent=2, allow_nan=False) + "\n")
+            for name, text in (texts or {}).items():  # e.g. study.toml, the study as run
+                (staging / name).write_text(text, encoding="utf-8")
+            for draw in figures:  # after the arrays: a figure that fails costs the figure only
+                _draw(draw, staging)
+            run_folder.commit(out_dir, staging, checkpoints)
+        except OSError as e:
+            raise from_os_error(
+                e, f"cannot write output folder {out_dir}", "nothing was replaced; the checkpoints are kept"
+            ) from None
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
     return out_dir
 
 
-def _remove_stale_staging(out_dir: Path) -> None:
-    """Remove staging folders a killed ``save`` of ``out_dir`` left (``.NAME.xxxxxxxx`` beside it)."""
-    pattern = re.compile(rf"\.{re.escape(out_dir.name)}\.[a-z0-9_]{{8}}")
-    for old in out_dir.parent.iterdir():
-        if old.is_dir() and pattern.fullmatch(old.name):
-            shutil.rmtree(old, ignore_errors=True)
+def _draw(draw, folder: Path) -> None:
+    """Run the figure writer ``draw`` into ``folder``; if it fails (a plotting error, a warning
+    that ``-W error`` made an error), remove what it wrote and warn, whatever the warning filters."""
+    before = set(folder.iterdir())
+    try:
+        draw(folder)
+    except Exception as e:  # noqa: BLE001 (any failure of a figure: the results are worth more)
+        for f in set(folder.iterdir()) - before:
+            shutil.rmtree(f, ignore_errors=True) if f.is_dir() else f.unlink(missing_ok=True)
+        reason = str(e).splitlines()[0] if str(e) else "no message"
+        with warnings.catch_warnings():
+            warnings.simplefilter("always")
+            warnings.warn(f"a figure was not written ({type(e).__name__}: {reason}); the results are kept", stacklevel=3)
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_remove_stale_staging = run_folder.remove_stale_staging  # the name before run_folder existed
 
 
 def read_arrays(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, Any] | None]:

@@ -28,7 +28,7 @@ from .. import engine
 from ..analysis import plotting, results
 from ..engine import checkpoint
 from ..errors import ConfigError
-from ..io import files
+from ..io import files, run_folder
 from ..study import fields
 from ..study.build import Configuration, prepare
 from ..study.definition import Study
@@ -86,10 +86,16 @@ def write_study(
     ``fastk-jax run OUT/study.toml`` runs it again to the same bits), summary.json (key numbers,
     timings, provenance) and the figure; or reuse the folder's results if they are this study's."""
     out = Path(out) if out else Path("results") / s.name
-    files.check_writable(out)
-    partial, every = checkpoint.partial_folder(out), checkpoint.cadence(checkpoint_every_s)
+    every = checkpoint.cadence(checkpoint_every_s)
+    with run_folder.claim(out):  # one run at a time; what killed runs left is finished or removed
+        return _run_simulation(s, out, quick, every, progress, say)
+
+
+def _run_simulation(s: Study, out: Path, quick: bool, every, progress, say) -> Path:
+    partial = checkpoint.partial_folder(out)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
+        say(f"fastk-jax: {s.name}: building the configurations and the problem")
         prepared = prepare(s)  # loads the data: bad data fails here, before any output
         # the platform too: it sets the default block size, and its kernels set the last bits
         where = {"config": s.resolved, "versions": versions(), "platform": jax.default_backend()}
@@ -101,6 +107,7 @@ def write_study(
                 say(f"fastk-jax: {out}/ holds {'other' if state == 'other' else 'unreadable'} results; replacing them")
             if partial.is_dir():
                 say(f"fastk-jax: resuming from the checkpoints in {partial}/")
+            say("fastk-jax: compiling (the first progress line comes after the first chunk)")
             started = time.perf_counter()
             sim, ran = execute.run_all(
                 prepared.problem,
@@ -333,11 +340,11 @@ def _run_theory(raw: dict[str, Any], default_name: str, out, quick: bool, say) -
         raise ConfigError("theory", "must be a table")
     kind = fields.string(params, "kind", "theory", choices=tuple(theory_studies.KINDS))
     out = Path(out) if out else Path("results") / name
-    files.check_writable(out)
-    started = time.perf_counter()
-    output = theory_studies.KINDS[kind]({k: v for k, v in params.items() if k != "kind"}, quick)
-    summary = {"name": name, "quick": quick, **output.summary, **provenance()}
-    summary["wall_s"] = round(time.perf_counter() - started, 3)
-    files.save(out, output.arrays, raw, summary, figures=[output.draw])
+    with run_folder.claim(out):
+        started = time.perf_counter()
+        output = theory_studies.KINDS[kind]({k: v for k, v in params.items() if k != "kind"}, quick)
+        summary = {"name": name, "quick": quick, **output.summary, **provenance()}
+        summary["wall_s"] = round(time.perf_counter() - started, 3)
+        files.save(out, output.arrays, raw, summary, figures=[output.draw])
     say(f"fastk-jax: wrote {out}/ (theory: {kind})")
     return out

@@ -54,7 +54,7 @@ from .. import engine, study
 from ..analysis import metrics, results
 from ..engine import checkpoint
 from ..errors import ConfigError, FastkError
-from ..io import files
+from ..io import files, run_folder
 from ..study import fields
 from ..study.build import Configuration, build_problem, check_step_size, configurations
 from ..versions import versions
@@ -516,11 +516,16 @@ def run_file(
     say: Callable[[str], None] = lambda msg: None,
 ) -> Path:
     """Run a parsed sweep file and write sweep.csv, results.npz, config.json, summary.json and the figure."""
-    from ..analysis import plotting
 
     sweep = resolve(raw, quick=quick, seeds=seeds, default_name=default_name)
     out = Path(out) if out else Path("results") / sweep.name
-    files.check_writable(out)
+    with run_folder.claim(out):  # one run at a time; what killed runs left is finished or removed
+        return _run_into(raw, sweep, out, quick, progress, say)
+
+
+def _run_into(raw: dict, sweep: Sweep, out: Path, quick: bool, progress, say) -> Path:
+    from ..analysis import plotting
+
     started = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
