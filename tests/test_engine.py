@@ -276,3 +276,20 @@ def test_chunk_size_changes_nothing_but_the_updates_made():
         a, b = jax.tree.leaves(field), jax.tree.leaves(getattr(sims[25].summary, name))
         equal = all(np.array_equal(x, y, equal_nan=True) for x, y in zip(a, b))
         assert equal == (name not in ("final_time", "iterations")), name
+
+
+def test_a_plain_list_slowdown_runs_and_a_wrong_length_is_one_line():
+    x, y, _ = synthetic_linear(m=200, d=5, seed=0)
+    prob = problems.linear_regression(x, y, n=10)
+    law = delays.make_law("exponential", rate=1.0)
+
+    def run(slowdown, n=10):
+        configs = stack_configs([SimConfig(policies.fixed(3), np.float64(1e-3), law, slowdown)])
+        return engine.simulate(prob, configs, seeds=2, time_horizon=5.0, spec=RunSpec(n=n))
+
+    listed, arrays = run([1.0] * 9 + [2.0]), run(np.asarray([1.0] * 9 + [2.0]))
+    np.testing.assert_array_equal(listed.summary.error.mean, arrays.summary.error.mean)
+    with pytest.raises(ConfigError, match=r"slowdown: needs one entry per worker \(10\), got shape \(9,\)"):
+        run([1.0] * 9)
+    with pytest.raises(ConfigError, match="spec.n"):
+        run([1.0] * 10, n=9)

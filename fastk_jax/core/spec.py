@@ -11,6 +11,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from ..errors import ConfigError
@@ -100,7 +101,10 @@ def stack_configs(configs: list[SimConfig]) -> SimConfig:
     from .policies import stack as stack_policies
 
     policies = stack_policies([c.policy for c in configs])
-    rest = jax.tree.map(
-        lambda *xs: jnp.stack([jnp.asarray(x) for x in xs]), *[c._replace(policy=None) for c in configs]
-    )
+    # a slowdown given as a plain list is one array, not a pytree of numbers
+    plain = [c._replace(policy=None, slowdown=np.asarray(c.slowdown, np.float64)) for c in configs]
+    shapes = {np.shape(c.slowdown) for c in plain}
+    if len(shapes) > 1:
+        raise ConfigError("slowdown", f"every configuration needs the same number of workers, got shapes {sorted(shapes)}")
+    rest = jax.tree.map(lambda *xs: jnp.stack([jnp.asarray(x) for x in xs]), *plain)
     return rest._replace(policy=jax.tree.map(jnp.asarray, policies))

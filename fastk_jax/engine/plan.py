@@ -104,6 +104,13 @@ def make_plan(
     """Check the settings and plan the simulation (see ``simulate`` for the arguments)."""
     schemes.check(spec)
     num_configs = int(np.shape(configs.eta)[0])
+    workers = problem.x.shape[0]  # the problem's shards
+    if spec.n != workers:
+        raise ConfigError("spec.n", f"the problem is split over {workers} workers, but spec.n = {spec.n}")
+    if np.shape(configs.slowdown) != (num_configs, workers):
+        raise ConfigError(
+            "slowdown", f"needs one entry per worker ({workers}), got shape {np.shape(configs.slowdown)[1:]}"
+        )
     runs = num_configs * seeds
     block = default_block(devices[0].platform) if block is None else block
     layout = run_layout(
