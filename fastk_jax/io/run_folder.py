@@ -150,6 +150,9 @@ def claim(out: str | Path) -> Iterator[Path]:
         with contextlib.suppress(OSError):
             lock.unlink()
         os.close(fd)
+        for folder in made:  # the parents made for a run that wrote nothing (bad data, say)
+            with contextlib.suppress(OSError):
+                folder.rmdir()  # only if empty
 
 
 def _process_index() -> int:

@@ -75,7 +75,6 @@ def _run_simulation(s: study.Study, out: Path, quick: bool, every, progress, say
     partial = checkpoint.partial_folder(out)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        say(f"fastk-jax: {s.name}: building the configurations and the problem")
         prepared = study.prepare(s)  # loads the data: bad data fails here, before any output
         # the platform too: it sets the default block size, and its kernels set the last bits
         where = {"config": s.as_dict(), "versions": versions(), "platform": jax.default_backend()}
@@ -87,7 +86,7 @@ def _run_simulation(s: study.Study, out: Path, quick: bool, every, progress, say
                 say(f"fastk-jax: {out}/ holds {'other' if state == 'other' else 'unreadable'} results; replacing them")
             if partial.is_dir():
                 say(f"fastk-jax: resuming from the checkpoints in {partial}/")
-            say("fastk-jax: compiling (the first progress line comes after the first chunk)")
+            say("fastk-jax: building and compiling the simulation (the first progress line comes after its first chunk)")
             started = time.perf_counter()
             labels = prepared.labels
             sim = execute.run_all(
