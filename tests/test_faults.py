@@ -527,3 +527,64 @@ def test_an_unavailable_platform_is_one_line(tmp_path, env, platform):
     one_line_error(proc.stderr, 2, proc.returncode)
     assert f"JAX_PLATFORMS='{platform}'" in proc.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.toml"]
+
+
+# ---------------------------------------------------------------- Ctrl-C inside the swap
+
+
+def test_ctrl_c_inside_the_swap_lets_it_finish_and_says_the_results_were_written(tmp_path, capsys, monkeypatch):
+    """A real SIGINT to this process between the renames of the swap (Python's own handler, the
+    Python API): the swap finishes, then KeyboardInterrupt; through the command (its handler
+    marks the process): exit 130 and the line says the results were written."""
+    out = _results(tmp_path / "out", 3)
+    real_rename = os.rename
+
+    def rename_then_sigint(src, dst):
+        real_rename(src, dst)
+        if Path(dst).name == ".out.fastk-old":  # between OUT renamed aside and the new one renamed in
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)  # the handler runs at the next bytecode
+
+    monkeypatch.setattr(os, "rename", rename_then_sigint)
+    with pytest.raises(KeyboardInterrupt):
+        _results(out, 4)
+    monkeypatch.setattr(os, "rename", real_rename)
+    assert results.load(out).seeds == 4 and sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+    cfg = study_file(tmp_path)
+    assert cli.main(["run", str(cfg), "--out", str(out), "--quiet"]) == 0
+    capsys.readouterr()
+    cfg = study_file(tmp_path, eta=0.002)
+    monkeypatch.setattr(os, "rename", rename_then_sigint)
+    code = cli.main(["run", str(cfg), "--out", str(out), "--quiet"])
+    monkeypatch.setattr(os, "rename", real_rename)
+    err = capsys.readouterr().err
+    assert code == 130 and "Traceback" not in err
+    assert err.splitlines()[-1] == f"fastk-jax: interrupted after the results were written to {out}/"
+    assert json.loads((out / "config.json").read_text())["run"]["eta"] == [0.002]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "tiny.toml"]
+
+
+def test_theory_studies_and_sweeps_hold_the_lock_too(tmp_path, monkeypatch):
+    """The three kinds of study file claim their output folder (``run_folder.claim``) and write
+    through the swap: no lock, staging or checkpoint folder is left beside it."""
+    from fastk_jax.runner import folder as registry
+    from fastk_jax.study import library
+
+    claimed = []
+    real_claim = run_folder.claim
+
+    def spy(out):
+        claimed.append(Path(out))
+        return real_claim(out)
+
+    monkeypatch.setattr(run_folder, "claim", spy)
+    registry.run_file(library.find("adaptive-fig1"), tmp_path / "theory", quick=True)
+    sweep_file = study_file(tmp_path, "sweep.toml", time_horizon=5.0)
+    sweep_file.write_text(sweep_file.read_text() + '[sweep]\neps = 1.0\ndeadline = 4.0\n[sweep.axes]\n"run.eta" = [0.001, 0.002]\n')
+    registry.run_file(sweep_file, tmp_path / "sweep")
+    assert claimed[:2] == [tmp_path / "theory", tmp_path / "theory"]  # run_file's claim, then save's (reentrant)
+    assert tmp_path / "sweep" in claimed
+    for out in ("theory", "sweep"):
+        files.read_arrays(tmp_path / out)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sweep", "sweep.toml", "theory"]
