@@ -24,7 +24,16 @@ from .errors import ConfigError, DataError, FastkError
 _LAZY = {
     **{
         name: "core.delays"
-        for name in ("Exponential", "HyperExponential", "LogNormal", "Pareto", "ShiftedExponential", "Uniform", "Weibull", "make_law")
+        for name in (
+            "Exponential",
+            "HyperExponential",
+            "LogNormal",
+            "Pareto",
+            "ShiftedExponential",
+            "Uniform",
+            "Weibull",
+            "make_law",
+        )
     },
     "Simulation": "engine.driver",
     "simulate": "engine.driver",

@@ -138,7 +138,9 @@ def test_full_disk_while_checkpointing_keeps_the_last_checkpoint(tmp_path, tmpfs
     there is room the same command resumes from it and ends bit-identical."""
     cfg = study_file(tmp_path, time_horizon=400.0, chunk=10)
     clean = tmp_path / "clean"
-    subprocess.run(command("run", cfg, "--out", clean, "--quiet"), env={**env, "FASTK_CHECKPOINT_EVERY_S": "off"}, check=True)
+    subprocess.run(
+        command("run", cfg, "--out", clean, "--quiet"), env={**env, "FASTK_CHECKPOINT_EVERY_S": "off"}, check=True
+    )
     out = tmpfs.path / "out"
     probe = tmp_path / "probe"  # how large is one checkpoint of this run?
     proc = subprocess.Popen(command("run", cfg, "--out", probe, "--quiet"), env=env, stderr=subprocess.DEVNULL)
@@ -360,7 +362,10 @@ def test_ctrl_c_while_compiling_stops_in_seconds_and_says_nothing_was_written(tm
     proc, took = _interrupt(command("run", cfg, "--out", out), env, lambda t, err: "compiling" in err)
     assert proc.returncode == 130, proc.stderr
     assert "Traceback" not in proc.stderr
-    assert proc.stderr.splitlines()[-1] == f"fastk-jax: interrupted; no results written to {out}/ (it was not made); the same command starts it again"
+    assert (
+        proc.stderr.splitlines()[-1]
+        == f"fastk-jax: interrupted; no results written to {out}/ (it was not made); the same command starts it again"
+    )
     assert took < cli.GRACE_S + 10
     assert not out.exists()  # (the watchdog's exit, if it came to that, leaves out.lock: the next run takes it over)
     done = subprocess.run(command("run", cfg, "--out", out, "--quiet"), env=env, capture_output=True, text=True)
@@ -522,7 +527,10 @@ def test_an_unavailable_platform_is_one_line(tmp_path, env, platform):
             pytest.skip("a GPU backend is installed here")
     cfg = study_file(tmp_path)
     proc = subprocess.run(
-        command("run", cfg, "--out", tmp_path / "out"), env={**env, "JAX_PLATFORMS": platform}, capture_output=True, text=True
+        command("run", cfg, "--out", tmp_path / "out"),
+        env={**env, "JAX_PLATFORMS": platform},
+        capture_output=True,
+        text=True,
     )
     one_line_error(proc.stderr, 2, proc.returncode)
     assert f"JAX_PLATFORMS='{platform}'" in proc.stderr
@@ -581,7 +589,9 @@ def test_theory_studies_and_sweeps_hold_the_lock_too(tmp_path, monkeypatch):
     monkeypatch.setattr(run_folder, "claim", spy)
     registry.run_file(library.find("adaptive-fig1"), tmp_path / "theory", quick=True)
     sweep_file = study_file(tmp_path, "sweep.toml", time_horizon=5.0)
-    sweep_file.write_text(sweep_file.read_text() + '[sweep]\neps = 1.0\ndeadline = 4.0\n[sweep.axes]\n"run.eta" = [0.001, 0.002]\n')
+    sweep_file.write_text(
+        sweep_file.read_text() + '[sweep]\neps = 1.0\ndeadline = 4.0\n[sweep.axes]\n"run.eta" = [0.001, 0.002]\n'
+    )
     registry.run_file(sweep_file, tmp_path / "sweep")
     assert claimed[:2] == [tmp_path / "theory", tmp_path / "theory"]  # run_file's claim, then save's (reentrant)
     assert tmp_path / "sweep" in claimed

@@ -83,7 +83,9 @@ def check_writable(out: Path) -> None:
             raise FastkError(f"output folder {out} exists and is not a folder")
         partial = partial_path(out)
         if partial.exists() and not partial.is_dir():
-            raise FastkError(f"{partial} exists and is not a folder: fastk-jax keeps a run's checkpoints there; remove it")
+            raise FastkError(
+                f"{partial} exists and is not a folder: fastk-jax keeps a run's checkpoints there; remove it"
+            )
         existing = out.parent
         while not existing.exists():
             existing = existing.parent

@@ -86,7 +86,7 @@ def _run_simulation(s: study.Study, out: Path, quick: bool, every, progress, say
                 say(f"fastk-jax: {out}/ holds {'other' if state == 'other' else 'unreadable'} results; replacing them")
             if partial.is_dir():
                 say(f"fastk-jax: resuming from the checkpoints in {partial}/")
-            say("fastk-jax: building and compiling the simulation (the first progress line comes after its first chunk)")
+            say("fastk-jax: building and compiling the simulation (progress follows its first chunk)")
             started = time.perf_counter()
             labels = prepared.labels
             sim = execute.run_all(
