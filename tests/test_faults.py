@@ -138,7 +138,9 @@ def test_full_disk_while_checkpointing_keeps_the_last_checkpoint(tmp_path, tmpfs
     there is room the same command resumes from it and ends bit-identical."""
     cfg = study_file(tmp_path, time_horizon=400.0, chunk=10)
     clean = tmp_path / "clean"
-    subprocess.run(command("run", cfg, "--out", clean, "--quiet"), env={**env, "FASTK_CHECKPOINT_EVERY_S": "off"}, check=True)
+    subprocess.run(
+        command("run", cfg, "--out", clean, "--quiet"), env={**env, "FASTK_CHECKPOINT_EVERY_S": "off"}, check=True
+    )
     out = tmpfs.path / "out"
     probe = tmp_path / "probe"  # how large is one checkpoint of this run?
     proc = subprocess.Popen(command("run", cfg, "--out", probe, "--quiet"), env=env, stderr=subprocess.DEVNULL)
@@ -149,7 +151,9 @@ def test_full_disk_while_checkpointing_keeps_the_last_checkpoint(tmp_path, tmpfs
     proc.wait()
     size = slot.stat().st_size
     tmpfs.resize(int(1.6 * size) // 4096 * 4096)  # the next checkpoint's temporary file does not fit
-    proc = subprocess.run(command("run", cfg, "--out", out, "--quiet"), env=env, capture_output=True, text=True)
+    proc = subprocess.run(
+        command("run", cfg, "--out", out, "--quiet"), env=env, capture_output=True, text=True, check=False
+    )
     one_line_error(proc.stderr, 1, proc.returncode)
     assert "No space left on device" in proc.stderr and "resumes from them" in proc.stderr
     partial = tmpfs.path / "out.partial"
@@ -159,7 +163,7 @@ def test_full_disk_while_checkpointing_keeps_the_last_checkpoint(tmp_path, tmpfs
         assert json.loads(str(f["manifest"]))["iterations"] > 0
     assert not out.exists() and sorted(p.name for p in tmpfs.path.iterdir()) == ["out.partial"]
     tmpfs.resize(8 << 20)
-    done = subprocess.run(command("run", cfg, "--out", out), env=env, capture_output=True, text=True)
+    done = subprocess.run(command("run", cfg, "--out", out), env=env, capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
     assert "resuming from the checkpoints" in done.stderr
     assert digest(out) == digest(clean) and not partial.exists()
@@ -174,7 +178,9 @@ def test_full_disk_while_saving_keeps_the_old_results(tmp_path, tmpfs, env):
     used = sum(f.stat().st_size for f in out.iterdir())
     tmpfs.resize((used + (16 << 10)) // 4096 * 4096 + 4 * 4096)  # the old results fit, new ones do not
     cfg = study_file(tmp_path, eta=0.002)
-    proc = subprocess.run(command("run", cfg, "--out", out, "--quiet"), env=env, capture_output=True, text=True)
+    proc = subprocess.run(
+        command("run", cfg, "--out", out, "--quiet"), env=env, capture_output=True, text=True, check=False
+    )
     one_line_error(proc.stderr, 1, proc.returncode)
     assert "No space left on device" in proc.stderr and "nothing was replaced" in proc.stderr
     assert digest(out) == old and results.load(out).seeds == 3
@@ -267,7 +273,9 @@ def test_a_second_run_into_the_same_folder_is_refused_while_the_first_lives(tmp_
     while first.poll() is None and not lock.exists():
         time.sleep(0.005)
     assert lock.read_text().strip() in ("", str(first.pid))
-    second = subprocess.run(command("run", cfg, "--out", out, "--quiet"), env=env, capture_output=True, text=True)
+    second = subprocess.run(
+        command("run", cfg, "--out", out, "--quiet"), env=env, capture_output=True, text=True, check=False
+    )
     one_line_error(second.stderr, 2, second.returncode)
     assert "in use by another fastk-jax run" in second.stderr and "out.lock" in second.stderr
     assert first.wait(timeout=300) == 0, first.stderr.read()
@@ -277,7 +285,9 @@ def test_a_second_run_into_the_same_folder_is_refused_while_the_first_lives(tmp_
 
 
 def test_a_dead_runs_lock_is_taken_over_and_a_live_one_refused(tmp_path):
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=False
+    )
     (tmp_path / "out.lock").write_text(dead.stdout)  # its pid is gone
     _results(tmp_path / "out", 3)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
@@ -287,9 +297,11 @@ def test_a_dead_runs_lock_is_taken_over_and_a_live_one_refused(tmp_path):
         [
             sys.executable,
             "-c",
-            "import fcntl, os, sys, time; fd = os.open(sys.argv[1], os.O_CREAT | os.O_RDWR); "
-            "os.write(fd, str(os.getpid()).encode()); fcntl.flock(fd, fcntl.LOCK_EX); print('held', flush=True); "
-            "time.sleep(60)",
+            (
+                "import fcntl, os, sys, time; fd = os.open(sys.argv[1], os.O_CREAT | os.O_RDWR); "
+                "os.write(fd, str(os.getpid()).encode()); fcntl.flock(fd, fcntl.LOCK_EX); print('held', flush=True); "
+                "time.sleep(60)"
+            ),
             str(tmp_path / "out.lock"),
         ],
         stdout=subprocess.PIPE,
@@ -360,10 +372,15 @@ def test_ctrl_c_while_compiling_stops_in_seconds_and_says_nothing_was_written(tm
     proc, took = _interrupt(command("run", cfg, "--out", out), env, lambda t, err: "compiling" in err)
     assert proc.returncode == 130, proc.stderr
     assert "Traceback" not in proc.stderr
-    assert proc.stderr.splitlines()[-1] == f"fastk-jax: interrupted; no results written to {out}/ (it was not made); the same command starts it again"
+    assert (
+        proc.stderr.splitlines()[-1]
+        == f"fastk-jax: interrupted; no results written to {out}/ (it was not made); the same command starts it again"
+    )
     assert took < cli.GRACE_S + 10
     assert not out.exists()  # (the watchdog's exit, if it came to that, leaves out.lock: the next run takes it over)
-    done = subprocess.run(command("run", cfg, "--out", out, "--quiet"), env=env, capture_output=True, text=True)
+    done = subprocess.run(
+        command("run", cfg, "--out", out, "--quiet"), env=env, capture_output=True, text=True, check=False
+    )
     assert done.returncode == 0, done.stderr  # a lock left by the watchdog's exit is taken over
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "own-cache", "tiny.toml"]
 
@@ -490,7 +507,9 @@ def test_warnings_are_one_line_and_python_W_error_keeps_the_results(tmp_path, en
     cfg = tmp_path / "cjk.toml"
     cfg.write_text(toml(doc))
     out = tmp_path / "out"
-    proc = subprocess.run(command("run", cfg, "--out", out, "--quiet"), env=env, capture_output=True, text=True)
+    proc = subprocess.run(
+        command("run", cfg, "--out", out, "--quiet"), env=env, capture_output=True, text=True, check=False
+    )
     assert proc.returncode == 0, proc.stderr
     lines = proc.stderr.splitlines()
     assert lines and all(line.startswith("fastk-jax: warning: ") for line in lines), proc.stderr
@@ -501,11 +520,12 @@ def test_warnings_are_one_line_and_python_W_error_keeps_the_results(tmp_path, en
         env=env,
         capture_output=True,
         text=True,
+        check=False,
     )
     assert proc.returncode == 0, proc.stderr
     assert "Traceback" not in proc.stderr and "a figure was not written" in proc.stderr
     assert all(line.startswith("fastk-jax: warning: ") for line in proc.stderr.splitlines()), proc.stderr
-    assert sorted(p.name for p in strict.iterdir()) == ["config.json", "results.npz", "summary.json"]
+    assert sorted(p.name for p in strict.iterdir()) == ["config.json", "results.npz", "study.toml", "summary.json"]
     assert digest(strict) == digest(out) and results.load(strict).seeds == 3
     assert not (tmp_path / "strict.partial").exists()
 
@@ -522,8 +542,75 @@ def test_an_unavailable_platform_is_one_line(tmp_path, env, platform):
             pytest.skip("a GPU backend is installed here")
     cfg = study_file(tmp_path)
     proc = subprocess.run(
-        command("run", cfg, "--out", tmp_path / "out"), env={**env, "JAX_PLATFORMS": platform}, capture_output=True, text=True
+        command("run", cfg, "--out", tmp_path / "out"),
+        env={**env, "JAX_PLATFORMS": platform},
+        capture_output=True,
+        text=True,
+        check=False,
     )
     one_line_error(proc.stderr, 2, proc.returncode)
     assert f"JAX_PLATFORMS='{platform}'" in proc.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.toml"]
+
+
+# ---------------------------------------------------------------- Ctrl-C inside the swap
+
+
+def test_ctrl_c_inside_the_swap_lets_it_finish_and_says_the_results_were_written(tmp_path, capsys, monkeypatch):
+    """A real SIGINT to this process between the renames of the swap (Python's own handler, the
+    Python API): the swap finishes, then KeyboardInterrupt; through the command (its handler
+    marks the process): exit 130 and the line says the results were written."""
+    out = _results(tmp_path / "out", 3)
+    real_rename = os.rename
+
+    def rename_then_sigint(src, dst):
+        real_rename(src, dst)
+        if Path(dst).name == ".out.fastk-old":  # between OUT renamed aside and the new one renamed in
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)  # the handler runs at the next bytecode
+
+    monkeypatch.setattr(os, "rename", rename_then_sigint)
+    with pytest.raises(KeyboardInterrupt):
+        _results(out, 4)
+    monkeypatch.setattr(os, "rename", real_rename)
+    assert results.load(out).seeds == 4 and sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+    cfg = study_file(tmp_path)
+    assert cli.main(["run", str(cfg), "--out", str(out), "--quiet"]) == 0
+    capsys.readouterr()
+    cfg = study_file(tmp_path, eta=0.002)
+    monkeypatch.setattr(os, "rename", rename_then_sigint)
+    code = cli.main(["run", str(cfg), "--out", str(out), "--quiet"])
+    monkeypatch.setattr(os, "rename", real_rename)
+    err = capsys.readouterr().err
+    assert code == 130 and "Traceback" not in err
+    assert err.splitlines()[-1] == f"fastk-jax: interrupted after the results were written to {out}/"
+    assert json.loads((out / "config.json").read_text())["run"]["eta"] == [0.002]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "tiny.toml"]
+
+
+def test_theory_studies_and_sweeps_hold_the_lock_too(tmp_path, monkeypatch):
+    """The three kinds of study file claim their output folder (``run_folder.claim``) and write
+    through the swap: no lock, staging or checkpoint folder is left beside it."""
+    from fastk_jax.runner import folder as registry
+    from fastk_jax.study import library
+
+    claimed = []
+    real_claim = run_folder.claim
+
+    def spy(out):
+        claimed.append(Path(out))
+        return real_claim(out)
+
+    monkeypatch.setattr(run_folder, "claim", spy)
+    registry.run_file(library.find("adaptive-fig1"), tmp_path / "theory", quick=True)
+    sweep_file = study_file(tmp_path, "sweep.toml", time_horizon=5.0)
+    sweep_file.write_text(
+        sweep_file.read_text() + '[sweep]\neps = 1.0\ndeadline = 4.0\n[sweep.axes]\n"run.eta" = [0.001, 0.002]\n'
+    )
+    registry.run_file(sweep_file, tmp_path / "sweep")
+    assert claimed[:2] == [tmp_path / "theory", tmp_path / "theory"]  # run_file's claim, then save's (reentrant)
+    assert tmp_path / "sweep" in claimed
+    for out in ("theory", "sweep"):
+        files.read_arrays(tmp_path / out)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sweep", "sweep.toml", "theory"]

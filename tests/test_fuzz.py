@@ -829,17 +829,17 @@ def test_kill_at_random_instants(tmp_path):
 
     rng = random.Random(18)
     out = runs / "out"
-    for example, sig in enumerate([signal.SIGKILL, signal.SIGINT, signal.SIGKILL, signal.SIGINT]):
+    for attempt, sig in enumerate([signal.SIGKILL, signal.SIGINT, signal.SIGKILL, signal.SIGINT]):
         shutil.rmtree(runs)
         runs.mkdir()
         shutil.copytree(pristine, out)
-        at = whole_s * (rng.uniform(0.75, 1.05) if example % 2 else rng.uniform(0.1, 1.0))
+        at = whole_s * (rng.uniform(0.75, 1.05) if attempt % 2 else rng.uniform(0.1, 1.0))
         at = max(at, 0.5)  # before that the interpreter itself is starting (its own Ctrl-C: nothing written)
         proc = run("new", out)
         time.sleep(at)
         proc.send_signal(sig)
         err = proc.communicate(timeout=120)[1]
-        where = f"example {example}: signal {sig.name} at {at:.2f} s of {whole_s:.2f} s"
+        where = f"attempt {attempt}: signal {sig.name} at {at:.2f} s of {whole_s:.2f} s"
         if sig == signal.SIGINT:
             assert proc.returncode in (0, 130), f"{where}: {proc.returncode} {err}"
             assert "Traceback" not in err, f"{where}: {err}"

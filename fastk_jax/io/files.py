@@ -129,7 +129,9 @@ def _draw(draw, folder: Path) -> None:
         reason = str(e).splitlines()[0] if str(e) else "no message"
         with warnings.catch_warnings():
             warnings.simplefilter("always")
-            warnings.warn(f"a figure was not written ({type(e).__name__}: {reason}); the results are kept", stacklevel=3)
+            warnings.warn(
+                f"a figure was not written ({type(e).__name__}: {reason}); the results are kept", stacklevel=3
+            )
 
 
 def _umask() -> int:

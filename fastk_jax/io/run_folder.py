@@ -83,7 +83,9 @@ def check_writable(out: Path) -> None:
             raise FastkError(f"output folder {out} exists and is not a folder")
         partial = partial_path(out)
         if partial.exists() and not partial.is_dir():
-            raise FastkError(f"{partial} exists and is not a folder: fastk-jax keeps a run's checkpoints there; remove it")
+            raise FastkError(
+                f"{partial} exists and is not a folder: fastk-jax keeps a run's checkpoints there; remove it"
+            )
         existing = out.parent
         while not existing.exists():
             existing = existing.parent
@@ -150,6 +152,9 @@ def claim(out: str | Path) -> Iterator[Path]:
         with contextlib.suppress(OSError):
             lock.unlink()
         os.close(fd)
+        for folder in made:  # the parents made for a run that wrote nothing (bad data, say)
+            with contextlib.suppress(OSError):
+                folder.rmdir()  # only if empty
 
 
 def _process_index() -> int:
@@ -293,7 +298,7 @@ def commit(out: Path, staging: Path, checkpoints: Path | None = None) -> None:
     if the process was interrupted."""
     new, old = _aside(out, NEW), _aside(out, OLD)
     _fsync_tree(staging)
-    with _swap, _sigint_held():
+    with _swap, _sigint_held() as held:
         check_interrupt()
         os.rename(staging, new)
         if out.exists():
@@ -306,26 +311,27 @@ def commit(out: Path, staging: Path, checkpoints: Path | None = None) -> None:
     if checkpoints is not None:
         shutil.rmtree(checkpoints, ignore_errors=True)
     shutil.rmtree(old, ignore_errors=True)
-    check_interrupt()  # a Ctrl-C during the swap: it is done, now stop
+    if held:  # a Ctrl-C during the swap: it is done and cleaned up, now stop
+        raise KeyboardInterrupt
+    check_interrupt()
 
 
 @contextlib.contextmanager
-def _sigint_held() -> Iterator[None]:
+def _sigint_held() -> Iterator[list[int]]:
     """Python's own SIGINT handler (the Python API; the CLI's never raises) held off during the
-    swap: a Ctrl-C then raises KeyboardInterrupt once the swap is done."""
+    swap: the signals that came meanwhile are in the list yielded, for the caller to raise
+    KeyboardInterrupt once the swap is done."""
+    got: list[int] = []
     if threading.current_thread() is not threading.main_thread() or (
         signal.getsignal(signal.SIGINT) is not signal.default_int_handler
     ):
-        yield
+        yield got
         return
-    got: list[int] = []
     old = signal.signal(signal.SIGINT, lambda signum, frame: got.append(signum))
     try:
-        yield
+        yield got
     finally:
         signal.signal(signal.SIGINT, old)
-    if got:
-        raise KeyboardInterrupt
 
 
 def _fsync_tree(folder: Path) -> None:

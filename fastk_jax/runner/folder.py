@@ -95,7 +95,6 @@ def _run_simulation(s: Study, out: Path, quick: bool, every, progress, say) -> P
     partial = checkpoint.partial_folder(out)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        say(f"fastk-jax: {s.name}: building the configurations and the problem")
         prepared = prepare(s)  # loads the data: bad data fails here, before any output
         # the platform too: it sets the default block size, and its kernels set the last bits
         where = {"config": s.resolved, "versions": versions(), "platform": jax.default_backend()}
@@ -107,7 +106,7 @@ def _run_simulation(s: Study, out: Path, quick: bool, every, progress, say) -> P
                 say(f"fastk-jax: {out}/ holds {'other' if state == 'other' else 'unreadable'} results; replacing them")
             if partial.is_dir():
                 say(f"fastk-jax: resuming from the checkpoints in {partial}/")
-            say("fastk-jax: compiling (the first progress line comes after the first chunk)")
+            say("fastk-jax: building and compiling the simulation (progress follows its first chunk)")
             started = time.perf_counter()
             sim, ran = execute.run_all(
                 prepared.problem,
