@@ -230,3 +230,26 @@ def test_a_study_mixing_schemes_runs_each_group_only_as_long_as_it_needs():
 def test_dataclasses_replace_checks_too():
     with pytest.raises(ConfigError, match="run.time_horizon"):
         dataclasses.replace(tiny(), run=dataclasses.replace(tiny().run, time_horizon=0.0))
+
+
+def test_an_output_folders_study_toml_runs_again_to_the_same_bits(tmp_path):
+    """``fastk-jax run OUT/study.toml`` (here with --seeds and --quick applied the first time)
+    re-runs the study as it ran: the same results.npz arrays, bit for bit, and the same
+    resolved study; run into OUT itself it is recognised as complete and reused."""
+    from conftest import base, run_cli, toml
+
+    doc = base()
+    doc["quick"] = {"time_horizon": 10.0}
+    cfg = tmp_path / "tiny.toml"
+    cfg.write_text(toml(doc))
+    first, again = tmp_path / "first", tmp_path / "again"
+    done = run_cli("run", cfg, "--seeds", 2, "--quick", "--out", first, "--quiet")
+    assert done.returncode == 0, done.stderr
+    rerun = run_cli("run", first / "study.toml", "--out", again, "--quiet")
+    assert rerun.returncode == 0, rerun.stderr
+    a, manifest_a = files.read_arrays(first)
+    b, manifest_b = files.read_arrays(again)
+    assert a.keys() == b.keys() and files.content_hash(a) == files.content_hash(b)
+    assert manifest_a["config"] == manifest_b["config"] and manifest_a["config"]["run"]["seeds"] == 2
+    reuse = run_cli("run", first / "study.toml", "--out", first)
+    assert reuse.returncode == 0 and "complete; reusing" in reuse.stderr
