@@ -614,3 +614,12 @@ def test_theory_studies_and_sweeps_hold_the_lock_too(tmp_path, monkeypatch):
     for out in ("theory", "sweep"):
         files.read_arrays(tmp_path / out)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["sweep", "sweep.toml", "theory"]
+
+
+def test_probes_of_killed_runs_are_removed_and_concurrent_probes_do_not_collide(tmp_path):
+    (tmp_path / ".out.ab12cd_9-p").write_text("")  # a probe a killed run left
+    (tmp_path / ".out.keep-p").write_text("")  # not one: left alone
+    for _ in range(3):
+        run_folder.check_writable(tmp_path / "out")
+    _results(tmp_path / "out", 3)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".out.keep-p", "out"]

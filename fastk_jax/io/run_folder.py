@@ -11,6 +11,7 @@ Everything lives beside OUT and is named after it:
 * ``.OUT.xxxxxxxx/``: a results folder being written (staging).
 * ``.OUT.fastk-new/``: a complete results folder, ready to be swapped in.
 * ``.OUT.fastk-old/``: the results being replaced (an empty folder when there were none).
+* ``.OUT.xxxxxxxx-p``: a probe file (``check_writable``), there for an instant.
 
 **Commit** (``commit``): the staging folder, complete and fsynced, is renamed ``.OUT.fastk-new``;
 OUT is renamed ``.OUT.fastk-old`` (or an empty one is made); ``.OUT.fastk-new`` is renamed OUT;
@@ -39,6 +40,7 @@ import os
 import re
 import shutil
 import signal
+import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -50,7 +52,7 @@ try:
 except ImportError:  # pragma: no cover (not POSIX: the pid alone decides whether a lock is stale)
     fcntl = None
 
-NEW, OLD, PROBE = ".fastk-new", ".fastk-old", ".fastk-probe"
+NEW, OLD, PROBE = ".fastk-new", ".fastk-old", "-p"  # probe: ``.OUT.xxxxxxxx-p``
 
 _held: dict[Path, tuple[int, int]] = {}  # lock path -> (file descriptor, depth) of the locks this process holds
 _claimed: list[Path] = []  # output folders this process holds now
@@ -95,15 +97,12 @@ def check_writable(out: Path) -> None:
         if e.errno == errno.ENAMETOOLONG:
             raise FastkError(f"output folder name {out.name!r} is too long for the file system") from None
         raise from_os_error(e, f"cannot use output folder {out}") from None
-    # the longest name fastk-jax puts beside OUT, in the deepest folder that exists
-    probe = existing / _aside(out, PROBE).name
+    # a name of its own (runs probe at once) at least as long as any fastk-jax puts beside OUT,
+    # in the deepest folder that exists
     try:
-        fd = os.open(probe, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+        fd, probe = tempfile.mkstemp(prefix=f".{out.name}.", suffix=PROBE, dir=existing)
         os.close(fd)
         os.unlink(probe)
-    except FileExistsError:  # a probe that a killed run left behind
-        with contextlib.suppress(OSError):
-            probe.unlink()
     except OSError as e:
         if e.errno == errno.ENAMETOOLONG:
             raise FastkError(f"output folder name {out.name!r} is too long for the file system") from None
@@ -285,11 +284,15 @@ def recover(out: Path) -> None:
 
 
 def remove_stale_staging(out: Path) -> None:
-    """Remove staging folders a killed ``save`` of ``out`` left (``.NAME.xxxxxxxx`` beside it)."""
-    pattern = re.compile(rf"\.{re.escape(out.name)}\.[a-z0-9_]{{8}}")
-    for folder in out.parent.iterdir():
-        if pattern.fullmatch(folder.name) and folder.is_dir():
-            shutil.rmtree(folder, ignore_errors=True)
+    """Remove staging folders a killed ``save`` of ``out`` left (``.NAME.xxxxxxxx`` beside it),
+    and probe files of killed ``check_writable`` calls (``.NAME.xxxxxxxx-p``)."""
+    staging = re.compile(rf"\.{re.escape(out.name)}\.[a-z0-9_]{{8}}")
+    probe = re.compile(rf"\.{re.escape(out.name)}\.[a-z0-9_]{{8}}{re.escape(PROBE)}")
+    for entry in out.parent.iterdir():
+        if staging.fullmatch(entry.name) and entry.is_dir():
+            shutil.rmtree(entry, ignore_errors=True)
+        elif probe.fullmatch(entry.name) and entry.is_file():
+            entry.unlink(missing_ok=True)
 
 
 def commit(out: Path, staging: Path, checkpoints: Path | None = None) -> None:
