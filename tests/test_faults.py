@@ -579,6 +579,8 @@ def test_ctrl_c_inside_the_swap_lets_it_finish_and_says_the_results_were_written
     assert cli.main(["run", str(cfg), "--out", str(out), "--quiet"]) == 0
     capsys.readouterr()
     cfg = study_file(tmp_path, eta=0.002)
+    # in this process the watchdog's exit would end the test runner: give the main thread time
+    monkeypatch.setattr(cli, "GRACE_S", 600.0)
     monkeypatch.setattr(os, "rename", rename_then_sigint)
     code = cli.main(["run", str(cfg), "--out", str(out), "--quiet"])
     monkeypatch.setattr(os, "rename", real_rename)
