@@ -190,10 +190,10 @@ class _OneLine(logging.Handler):
 
 @contextlib.contextmanager
 def _signals_and_warnings():
-    """For one command: SIGINT raises KeyboardInterrupt through ``run_folder.interrupt`` (never
-    inside the swap of a results folder), with a watchdog for a main thread that cannot take it;
-    warnings and library log records print as one line. Everything is restored afterwards (the
-    command also runs in process, from tests)."""
+    """For one command: SIGINT marks the process (``run_folder.interrupt``; the run stops at its
+    next safe point), with a watchdog for a main thread that does not get there in time;
+    warnings and library log records print as one line. Everything is restored afterwards,
+    the interrupt mark included (the command also runs in process, from tests and the API)."""
     run_folder.reset_interrupt()
     _state["run"] = False
     old_show = warnings.showwarning
@@ -211,6 +211,7 @@ def _signals_and_warnings():
     finally:
         if watch is not None:
             watch.stop()
+        run_folder.reset_interrupt()  # the message is out: later work in this process starts afresh
         root.removeHandler(handler)
         logging.lastResort = lastresort
         warnings.showwarning = old_show

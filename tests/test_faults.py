@@ -408,8 +408,8 @@ def test_ctrl_c_at_any_instant_in_process_never_lets_the_run_finish(tmp_path, ca
     assert code == 130 and "Traceback" not in err
     assert err.splitlines()[-1].startswith("fastk-jax: interrupted; no results written to")
     assert not (tmp_path / "out").exists()
-    assert cli.main(["run", str(cfg), "--out", str(tmp_path / "out"), "--quiet"]) == 0  # the next command starts afresh
-    assert not run_folder.interrupted()
+    assert not run_folder.interrupted()  # the mark ends with the command
+    assert cli.main(["run", str(cfg), "--out", str(tmp_path / "out"), "--quiet"]) == 0
 
 
 # ---------------------------------------------------------------- 6. damaged or foreign state
@@ -589,6 +589,7 @@ def test_ctrl_c_inside_the_swap_lets_it_finish_and_says_the_results_were_written
     assert err.splitlines()[-1] == f"fastk-jax: interrupted after the results were written to {out}/"
     assert json.loads((out / "config.json").read_text())["run"]["eta"] == [0.002]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "tiny.toml"]
+    assert not run_folder.interrupted() and _results(tmp_path / "after", 3)  # later saves are not refused
 
 
 def test_theory_studies_and_sweeps_hold_the_lock_too(tmp_path, monkeypatch):
