@@ -777,6 +777,7 @@ def test_mutated_sweep_resolves_or_names_the_problem(mutations, quick):
 # ---------------------------------------------------------------- kills at random instants
 
 
+@pytest.mark.slow  # about 95 s on 2 cores: run with `pytest -m slow`
 def test_kill_at_random_instants(tmp_path):
     """A real ``fastk-jax run`` replacing old results, killed (SIGKILL) or interrupted (SIGINT)
     at random instants of its whole run, the final save included (half the instants fall in
