@@ -219,7 +219,7 @@ def _take_over(lock: Path, out: Path) -> int | None:
         except BlockingIOError:
             alive = True
         except OSError:  # a file system without flock: the pid decides
-            pass
+            alive = _alive(pid)
     if alive and pid != os.getpid():
         os.close(fd)
         who = f"pid {pid}" if pid else "a process that is starting"
