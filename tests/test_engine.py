@@ -81,6 +81,7 @@ def test_summary_leaves_out_diverged_runs_and_unreached_points():
     err = jnp.array([[[1.0, 2.0, 3.0], [5.0, 6.0, 7.0], [jnp.nan, jnp.inf, 9.0]]])  # (C=1, S=3, G=3)
     rc = curves.RunCurves(
         error=err,
+        extra=jnp.zeros((1, 3, 3, 0)),
         k=jnp.ones((1, 3, 3), jnp.int32),
         downloads=jnp.zeros((1, 3, 3), jnp.int32),
         fetches=jnp.zeros((1, 3, 3), jnp.int32),

@@ -21,6 +21,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 Array = jax.Array
 
@@ -32,11 +33,12 @@ class Out(NamedTuple):
     time: Array  # () t_j
     iteration: Array  # () j
     k: Array  # () k used at iteration j
-    error: Array  # () F(w_j) - F*
+    error: Array  # () the tracked metric at w_j: F(w_j) - F* unless the run tracks another
     downloads: Array  # () gradients received before t_j
     fetches: Array  # () model vectors sent by t_j
     staleness: Array  # (B,) the applied gradients' staleness tau, histogram (last bin: >= B-1)
     w: Array  # (p,) w_j
+    extra: Array = np.zeros(0, np.float32)  # (M,) the other metrics recorded (``RunSpec.metrics[1:]``)
 
 
 class Grids(NamedTuple):
@@ -51,7 +53,8 @@ class Grids(NamedTuple):
 class RunCurves(NamedTuple):
     """One run on the grids."""
 
-    error: Array  # (G,) F(w) - F* at each grid time
+    error: Array  # (G,) the tracked metric (F(w) - F* unless the run tracks another) at each grid time
+    extra: Array  # (G, M) the other metrics at each grid time
     k: Array  # (G,) k of the iteration in progress
     downloads: Array  # (G,) gradients received by the master so far
     fetches: Array  # (G,) model vectors sent to the learners so far
@@ -64,10 +67,11 @@ class RunCurves(NamedTuple):
     diverged: Array  # () bool
 
 
-def init(grids: Grids, dtype, staleness_bins: int) -> RunCurves:
+def init(grids: Grids, dtype, staleness_bins: int, extra: int = 0) -> RunCurves:
     g = grids.time.shape[0]
     return RunCurves(
         error=jnp.full(g, jnp.nan, dtype),
+        extra=jnp.full((g, extra), jnp.nan, dtype),
         k=jnp.zeros(g, jnp.int32),
         downloads=jnp.zeros(g, jnp.int32),
         fetches=jnp.zeros(g, jnp.int32),
@@ -90,6 +94,7 @@ def record(curves: RunCurves, grids: Grids, out: Out) -> RunCurves:
     first = jnp.isnan(curves.reach_time) & (out.error <= grids.levels) & (out.time <= grids.time[-1])
     return RunCurves(
         error=jnp.where(now, out.error, curves.error),
+        extra=jnp.where(now[:, None], out.extra, curves.extra),
         k=jnp.where(now, out.k, curves.k),
         downloads=jnp.where(now, out.downloads, curves.downloads),
         fetches=jnp.where(now, out.fetches, curves.fetches),
@@ -152,6 +157,7 @@ class Summary(NamedTuple):
     """Curves over seeds for each configuration: every field has leading axis C."""
 
     error: Band  # (C, G)
+    extra: Band  # (C, G, M)
     k: Band  # (C, G)
     downloads: Band  # (C, G)
     fetches: Band  # (C, G)
@@ -174,6 +180,7 @@ def summarize(curves: RunCurves, final_time: Array, final_iteration: Array, grid
     reached_j = ok & (grids.iteration < final_iteration[..., None])
     return Summary(
         error=band(curves.error, reached, axis=1),
+        extra=band(curves.extra, reached[..., None], axis=1),
         k=band(curves.k, reached, axis=1),
         downloads=band(curves.downloads, reached, axis=1),
         fetches=band(curves.fetches, reached, axis=1),

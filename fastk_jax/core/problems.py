@@ -1,18 +1,29 @@
 """Problems: the loss the workers' partial gradients come from, with its data split in shards.
 
-A problem is a JAX pytree holding its data split into n equal shards, one per worker
-(X of shape (n, s, d)), and its optimal value F* computed on the host in float64. The model
-is always a flat vector ``w`` of ``num_params`` entries. The engine needs
+**The protocol.** A problem is its training rows split into n equal shards, one per worker
+(``x`` of shape (n, s, ...), targets ``y`` of shape (n, s, ...)), and a pure JAX loss
+``loss(w, x, y) -> ()``, the *mean* loss over the rows given. Everything the engine needs follows
+from it (``Problem``):
 
-* ``shard_losses(w) -> (n,)``: the mean loss over each shard, so that F(w) =
-  mean(shard_losses(w)) (the shards are equal: the mean over all rows), and the partial
-  gradient of worker i (eq. (3) of the adaptive paper) is grad shard_losses(w)[i];
+* ``shard_losses(w) -> (n,)``: the mean loss over each shard (the loss vmapped over the shards),
+  so F(w) = mean(shard_losses(w)) (the shards are equal: the mean over all rows), and the
+  partial gradient of worker i (eq. (3) of the adaptive paper) is grad shard_losses(w)[i]: the
+  engine takes every fresh gradient in one reverse pass over the weighted shard losses;
 * ``shard_loss(w, i)``: worker i's loss alone, at a model only worker i holds (stale models
   of asynchronous schemes);
 * ``rows_loss(w, rows)``: the mean loss over a mini-batch of flat row indices (the async
-  paper's mini-batches, drawn from all rows);
-* ``excess_loss(problem, w)``: the error F(w) - F* that the curves record, in closed form
-  where there is one (least squares: a quadratic form in w - w*, d^2 work instead of m d).
+  paper's mini-batches, drawn from all rows).
+
+The model is a flat vector ``w`` of ``num_params`` entries. A problem built from a loss of a
+parameter *pytree* (``from_loss``: a network's list of layers, a dict, ...) flattens it once
+(``ParamLayout``) and unflattens inside its loss: the engine, optax and the memory guard all
+see one vector. ``f_star`` is the optimal value where it is known (computed on the host in
+float64), NaN where it is not (a neural network): then the curves record metrics that need no
+F* (``METRICS``). Optional held-out rows (``test_x``, ``test_y``) give the test metrics.
+
+Least squares and logistic regression are instances that keep their own closed-form paths
+(least squares: the residual against w* and the error as a quadratic form; see
+``LinearRegression``); any other loss runs through the generic methods of ``Problem``.
 
 **When n does not divide m**, each shard gets s = m // n rows and the last m mod n rows are
 dropped, from the problem as a whole: F, F* and every constant are those of the n*s rows kept.
@@ -24,7 +35,10 @@ an unbiased estimate of grad F under iid delays.
 from __future__ import annotations
 
 import dataclasses
+import math
 import warnings
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -54,9 +68,88 @@ def split_shards(x: np.ndarray, y: np.ndarray, n: int) -> tuple[np.ndarray, np.n
     return x[:keep].reshape(n, s, *x.shape[1:]), y[:keep].reshape(n, s, *y.shape[1:])
 
 
+class Problem:
+    """The protocol every problem follows (see the module docstring). A subclass is a frozen
+    dataclass registered as a JAX pytree with array fields ``x`` (n, s, ...) and ``f_star`` ()
+    (NaN: unknown), optional ``test_x``, ``test_y``, and defines ``loss``; the shard and row
+    losses below then come for free, and a subclass overrides them only where it has a faster
+    closed form."""
+
+    x: Array
+    f_star: Array
+    test_x: Array | None = None
+    test_y: Array | None = None
+
+    # ---- what a problem defines
+
+    def loss(self, w: Array, x: Array, y: Array) -> Array:
+        """The mean loss over rows ``x`` (b, ...) with targets ``y`` (b, ...) at model ``w``."""
+        raise NotImplementedError
+
+    @property
+    def targets(self) -> Array:
+        """The training targets, (n, s, ...)."""
+        return self.y
+
+    def init_params(self) -> Array:
+        return jnp.zeros(self.num_params, self.x.dtype)
+
+    @property
+    def num_params(self) -> int:
+        raise NotImplementedError
+
+    def predict(self, w: Array, x: Array) -> Array | None:
+        """Class scores (b, C) of rows ``x`` for the accuracy metric; None: not a classifier."""
+        return None
+
+    # ---- what follows from the loss
+
+    @property
+    def num_rows(self) -> int:
+        return self.x.shape[0] * self.x.shape[1]
+
+    def shard_losses(self, w: Array) -> Array:
+        return jax.vmap(lambda x, y: self.loss(w, x, y))(self.x, self.targets)
+
+    def shard_loss(self, w: Array, i: Array) -> Array:
+        """Worker i's mean loss alone (for gradients at a model only worker i holds)."""
+        return self.loss(w, self.x[i], self.targets[i])
+
+    def rows_loss(self, w: Array, rows: Array) -> Array:
+        """The mean loss over ``rows``, flat indices into the n*s kept rows (a mini-batch)."""
+        flat = lambda a: a.reshape((-1,) + a.shape[2:])  # noqa: E731
+        return self.loss(w, flat(self.x)[rows], flat(self.targets)[rows])
+
+    @property
+    def knows_f_star(self) -> bool:
+        return bool(np.isfinite(np.asarray(self.f_star)))
+
+    @property
+    def has_test(self) -> bool:
+        return self.test_x is not None
+
+    @property
+    def is_classifier(self) -> bool:
+        """Whether ``predict`` gives class scores (the accuracy metric)."""
+        return False
+
+    def accuracy(self, w: Array, x: Array, y: Array) -> Array:
+        """The fraction of rows whose highest class score is their label. Targets are integer
+        labels (b,), one-hot rows (b, C), or 0/1 targets (b, 1) of a binary problem with one
+        score per row (class 1 where the score is positive)."""
+        scores = self.predict(w, x)
+        if jnp.issubdtype(y.dtype, jnp.integer):
+            hit = jnp.argmax(scores, axis=-1) == y
+        elif y.shape[-1] == 1:
+            hit = (scores[..., 0] > 0) == (y[..., 0] > 0.5)
+        else:
+            hit = jnp.argmax(scores, axis=-1) == jnp.argmax(y, axis=-1)
+        return jnp.mean(hit.astype(w.dtype))
+
+
 @jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True)
-class LinearRegression:
+class LinearRegression(Problem):
     """Least squares, F(w) = (1/2m) ||X w - y||^2 over the m = n*s rows kept.
 
     The adaptive paper writes F as a sum over rows (Sec. V-A) but its gradient step (2) and
@@ -83,10 +176,17 @@ class LinearRegression:
     r_star: Array  # (n, s) residuals at w_star, X w* - y
     f_star: Array  # ()
     hessian: Array | None = None  # (d, d) X^T X / m over the kept rows; None: not kept (d > m)
+    test_x: Array | None = None  # (t, d) held-out rows
+    test_y: Array | None = None  # (t,)
 
     @property
     def num_params(self) -> int:
         return self.x.shape[-1]
+
+    def loss(self, w: Array, x: Array, y: Array) -> Array:
+        """(1/2) mean((x w - y)^2) over given rows (held-out ones; the training rows go
+        through the residual at w*, below)."""
+        return 0.5 * jnp.mean(jnp.square(x @ w - y))
 
     @property
     def y(self) -> Array:
@@ -108,13 +208,10 @@ class LinearRegression:
         r = self.x.reshape(-1, d)[rows] @ (w - self.w_star) + self.r_star.reshape(-1)[rows]
         return 0.5 * jnp.mean(jnp.square(r))
 
-    def init_params(self) -> Array:
-        return jnp.zeros(self.num_params, self.x.dtype)
-
 
 @jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True)
-class LogisticRegression:
+class LogisticRegression(Problem):
     """L2-regularized one-vs-all logistic regression (eq. (8) of the adaptive paper).
 
     For each class u a weight vector w_u (d) and bias b_u; with z = <x, w_u> + b_u and target
@@ -137,6 +234,8 @@ class LogisticRegression:
     y: Array  # (n, s, C) one-hot targets
     reg: Array  # () lambda
     f_star: Array  # ()
+    test_x: Array | None = None  # (t, d) held-out rows
+    test_y: Array | None = None  # (t, C) their one-hot targets
 
     @property
     def num_classes(self) -> int:
@@ -165,6 +264,9 @@ class LogisticRegression:
         d, c = self.x.shape[-1], self.num_classes
         return self._rows(w, self.x.reshape(-1, d)[rows], self.y.reshape(-1, c)[rows])
 
+    def loss(self, w: Array, x: Array, y: Array) -> Array:
+        return self._rows(w, x, y)
+
     def _rows(self, w: Array, x: Array, y: Array) -> Array:
         weights, bias = self.unpack(w)
         z = x @ weights + bias
@@ -173,11 +275,14 @@ class LogisticRegression:
     def _penalty(self, weights: Array) -> Array:
         return 0.5 * self.reg * jnp.sum(jnp.square(weights)) / self.num_classes
 
-    def init_params(self) -> Array:
-        return jnp.zeros(self.num_params, self.x.dtype)
+    @property
+    def is_classifier(self) -> bool:
+        return True
 
-
-Problem = LinearRegression | LogisticRegression
+    def predict(self, w: Array, x: Array) -> Array:
+        """The classes' scores z_u = <x, w_u> + b_u (one score for a binary problem)."""
+        weights, bias = self.unpack(w)
+        return x @ weights + bias
 
 
 def linear_regression(x: np.ndarray, y: np.ndarray, n: int) -> LinearRegression:
@@ -254,6 +359,111 @@ def logistic_optimum(x: np.ndarray, targets: np.ndarray, reg: float, tol: float 
     return float(np.mean(values)), packed
 
 
+class ParamLayout(NamedTuple):
+    """How a parameter pytree sits in the flat model vector: its tree structure and each leaf's
+    shape, in leaf order. Hashable, so two problems of the same layout share compiled programs."""
+
+    treedef: Any
+    shapes: tuple[tuple[int, ...], ...]
+
+    @classmethod
+    def of(cls, params) -> ParamLayout:
+        leaves, treedef = jax.tree.flatten(params)
+        return cls(treedef, tuple(tuple(np.shape(leaf)) for leaf in leaves))
+
+    @property
+    def size(self) -> int:
+        return sum(math.prod(shape) for shape in self.shapes)
+
+    def ravel(self, params, dtype) -> Array:
+        return jnp.concatenate([jnp.ravel(jnp.asarray(leaf, dtype)) for leaf in jax.tree.leaves(params)])
+
+    def unravel(self, w: Array):
+        leaves, start = [], 0
+        for shape in self.shapes:
+            size = math.prod(shape)
+            leaves.append(w[start : start + size].reshape(shape))
+            start += size
+        return jax.tree.unflatten(self.treedef, leaves)
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class LossProblem(Problem):
+    """A problem from a user's loss of a parameter pytree (``from_loss``): ``fn(params, x, y)``
+    is the mean loss over rows ``x`` with targets ``y``, ``scores(params, x)`` (optional) the
+    class scores of a classifier. Both are static: give the same function objects (or equal
+    ones, such as instances of a frozen dataclass) and a second problem of the same shapes
+    reuses the compiled programs."""
+
+    x: Array  # (n, s, ...)
+    y: Array  # (n, s, ...)
+    w0: Array  # (p,) the initial model, flattened
+    f_star: Array  # () NaN: unknown
+    test_x: Array | None = None
+    test_y: Array | None = None
+    fn: Callable = dataclasses.field(default=None, metadata=dict(static=True))
+    layout: ParamLayout = dataclasses.field(default=None, metadata=dict(static=True))
+    scores: Callable | None = dataclasses.field(default=None, metadata=dict(static=True))
+
+    @property
+    def num_params(self) -> int:
+        return self.w0.shape[0]
+
+    def init_params(self) -> Array:
+        return self.w0
+
+    def params(self, w: Array):
+        """The flat model ``w`` as the user's parameter pytree."""
+        return self.layout.unravel(w)
+
+    def loss(self, w: Array, x: Array, y: Array) -> Array:
+        return self.fn(self.layout.unravel(w), x, y)
+
+    @property
+    def is_classifier(self) -> bool:
+        return self.scores is not None
+
+    def predict(self, w: Array, x: Array) -> Array | None:
+        return None if self.scores is None else self.scores(self.layout.unravel(w), x)
+
+
+def from_loss(
+    loss: Callable,
+    params,
+    x: np.ndarray,
+    y: np.ndarray,
+    n: int,
+    *,
+    test: tuple[np.ndarray, np.ndarray] | None = None,
+    f_star: float | None = None,
+    scores: Callable | None = None,
+    dtype=jnp.float32,
+) -> LossProblem:
+    """A problem from a pure JAX loss: ``loss(params, x_rows, y_rows) -> ()``, the mean loss
+    over the rows, for a parameter pytree like ``params`` (the initial model). The rows
+    ``x`` (m, ...) and targets ``y`` (m, ...) are split over ``n`` workers (``split_shards``);
+    ``test`` is a held-out split for the test metrics, ``f_star`` the optimal value where known,
+    ``scores(params, x_rows) -> (b, C)`` class scores for the accuracy metric."""
+    layout = ParamLayout.of(params)
+    if layout.size == 0:
+        raise DataError("the parameters have no entries")
+    xs, ys = split_shards(np.asarray(x), np.asarray(y), n)
+    cast = lambda a: jnp.asarray(a, dtype) if np.issubdtype(np.asarray(a).dtype, np.floating) else jnp.asarray(a)  # noqa: E731
+    test_x, test_y = (None, None) if test is None else (cast(test[0]), cast(test[1]))
+    return LossProblem(
+        x=cast(xs),
+        y=cast(ys),
+        w0=layout.ravel(params, dtype),
+        f_star=jnp.asarray(np.nan if f_star is None else f_star, dtype),
+        test_x=test_x,
+        test_y=test_y,
+        fn=loss,
+        layout=layout,
+        scores=scores,
+    )
+
+
 def full_loss(problem: Problem, w: Array) -> Array:
     """F(w): the mean loss over all kept rows."""
     return jnp.mean(problem.shard_losses(w))
@@ -272,6 +482,55 @@ def excess_loss(problem: Problem, w: Array, shard_losses: Array | None = None) -
     if shard_losses is None:
         shard_losses = problem.shard_losses(w)
     return jnp.mean(shard_losses) - problem.f_star
+
+
+METRICS = {  # what the curves can record at each model w_j, by name
+    "error": "F(w) - F*, the excess training loss (needs F*)",
+    "loss": "F(w), the training loss",
+    "grad_norm2": "||grad F(w)||^2, the squared gradient norm of the full objective",
+    "test_loss": "the mean loss over the held-out rows",
+    "test_accuracy": "the fraction of held-out rows classified right",
+}
+HIGHER_IS_BETTER = frozenset({"test_accuracy"})
+
+
+def metric_problem(problem: Problem, name: str) -> str | None:
+    """Why ``problem`` cannot give metric ``name``, or None when it can."""
+    if name not in METRICS:
+        return f"unknown metric {name!r}; known: {', '.join(METRICS)}"
+    if name == "error" and not problem.knows_f_star:
+        return "'error' (F - F*) needs F*, which is not known for this problem: track 'loss' instead"
+    if name.startswith("test_") and not problem.has_test:
+        return f"{name!r} needs held-out rows: give the problem a test split"
+    if name == "test_accuracy" and not problem.is_classifier:
+        return "'test_accuracy' needs a classifier"
+    return None
+
+
+def default_metrics(problem: Problem) -> tuple[str, ...]:
+    """F - F* where F* is known, else the training loss."""
+    return ("error",) if problem.knows_f_star else ("loss",)
+
+
+def evaluate(problem: Problem, w: Array, names: tuple[str, ...], shard_losses: Array | None = None) -> Array:
+    """The metrics ``names`` at model ``w``, shape (len(names),); ``shard_losses``: the (n,)
+    shard losses at w where the caller has them (the reverse pass of a gradient gives them)."""
+    values = []
+    for name in names:
+        if name == "error":
+            values.append(excess_loss(problem, w, shard_losses))
+        elif name == "loss":
+            values.append(full_loss(problem, w) if shard_losses is None else jnp.mean(shard_losses))
+        elif name == "grad_norm2":
+            g = jax.grad(full_loss, argnums=1)(problem, w)
+            values.append(jnp.vdot(g, g))
+        elif name == "test_loss":
+            values.append(problem.loss(w, problem.test_x, problem.test_y))
+        elif name == "test_accuracy":
+            values.append(problem.accuracy(w, problem.test_x, problem.test_y))
+        else:
+            raise ValueError(f"unknown metric {name!r}")
+    return jnp.stack([jnp.asarray(v, w.dtype) for v in values])
 
 
 def hessian_spectrum_linear(problem: LinearRegression) -> dict[str, float]:

@@ -67,7 +67,8 @@ import optax
 from ..errors import ConfigError
 from . import policies
 from .curves import Out
-from .problems import Problem, excess_loss
+from . import problems as problems_
+from .problems import METRICS, Problem
 from .spec import RunSpec, SimConfig
 
 Array = jax.Array
@@ -95,6 +96,17 @@ def check(spec: RunSpec) -> None:
         raise ConfigError("run.batch_size", f"must be >= 1, got {spec.batch_size}")
     if spec.staleness_bins < 2:
         raise ConfigError("run.staleness_bins", f"must be >= 2, got {spec.staleness_bins}")
+    if not spec.metrics or len(set(spec.metrics)) != len(spec.metrics):
+        raise ConfigError("run.metrics", f"needs one or more distinct names, got {list(spec.metrics)}")
+    for name in spec.metrics:
+        if name not in METRICS:
+            raise ConfigError("run.metrics", f"unknown metric {name!r}; known: {', '.join(METRICS)}")
+    if spec.metrics[0] in problems_.HIGHER_IS_BETTER:
+        raise ConfigError(
+            "run.metrics",
+            f"the first metric is the tracked one (divergence, levels reached) and must fall as runs improve; "
+            f"{spec.metrics[0]!r} rises: put it after another",
+        )
 
 
 def is_batch(spec: RunSpec) -> bool:
@@ -175,7 +187,7 @@ def initial_draws(config: SimConfig, key: Array, spec: RunSpec, num_rows: int) -
 
 
 def _num_rows(problem: Problem) -> int:
-    return problem.x.shape[0] * problem.x.shape[1]
+    return problem.num_rows
 
 
 def _slowed(config: SimConfig, slow: Array, delays: Array) -> Array:
@@ -344,7 +356,8 @@ def step(
     if not cancel:
         pending = _after_update(pending, selected, trigger, arrivals, draws, t_next, j, w, w_next, spec)
 
-    error = excess_loss(problem, w, losses)
+    values = problems_.evaluate(problem, w, spec.metrics, losses)
+    error = values[0]
     out = Out(
         time=state.time,
         iteration=j,
@@ -354,11 +367,12 @@ def step(
         fetches=state.fetches,
         staleness=histogram,
         w=w,
+        extra=values[1:],
     )
     new = State(
         w=w_next,
         opt_state=opt_state,
-        policy=policies.observe(config.policy, state.policy, grad, error + problem.f_star),  # loss F(w_j)
+        policy=policies.observe(config.policy, state.policy, grad, _training_loss(problem, w, spec, values, losses)),
         time=t_next.astype(state.time.dtype),
         iteration=j + 1,
         downloads=state.downloads + k,
@@ -368,6 +382,15 @@ def step(
         slow=straggle_step(config, state.slow, key_j),
     )
     return new, out
+
+
+def _training_loss(problem: Problem, w: Array, spec: RunSpec, values: Array, losses: Array | None) -> Array:
+    """F(w_j), which the loss-ratio rule reads: from the recorded metrics where they hold it."""
+    if "loss" in spec.metrics:
+        return values[spec.metrics.index("loss")]
+    if "error" in spec.metrics:
+        return values[spec.metrics.index("error")] + problem.f_star
+    return problems_.full_loss(problem, w) if losses is None else jnp.mean(losses)
 
 
 def _histogram(stale: Array, selected: Array, bins: int, cancel: bool) -> Array:

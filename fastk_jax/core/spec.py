@@ -77,6 +77,7 @@ class RunSpec(NamedTuple):
     lr: str = "fixed"  # learning-rate rule: fixed, staleness (eq. (13)), delay_adaptive
     staleness_bins: int = 32  # histogram bins of the applied gradients' staleness
     max_k: int | None = None  # the largest k any policy reaches (None: n); bounds a learner's pushes per update
+    metrics: tuple[str, ...] = ("error",)  # recorded on the grids (``problems.METRICS``); the first is tracked
 
     def transform(self) -> optax.GradientTransformation:
         """The optax direction transform; the step -eta is applied by the scheme, so that

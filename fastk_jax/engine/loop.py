@@ -77,7 +77,7 @@ def _init_impl(
 
     def one_run(c: Array, s: Array) -> Carry:
         state = schemes.init(problem, _config_of(configs, c), tx, seed_key(seed, s), spec)
-        return Carry(state, curves.init(grids, state.w.dtype, spec.staleness_bins))
+        return Carry(state, curves.init(grids, state.w.dtype, spec.staleness_bins, len(spec.metrics) - 1))
 
     return _over_blocks(one_run, run_config, run_seed)
 
@@ -89,7 +89,7 @@ def by_config(x, num_configs: int, seeds: int):
     """Runs laid out in blocks, (blocks, lanes, ...), as (C, S, ...): position
     p = block * lanes + lane holds seed p % S of configuration p // S; positions past C x S are
     padding and are dropped."""
-    flat = x.reshape((-1,) + x.shape[2:])
+    flat = x.reshape((x.shape[0] * x.shape[1],) + x.shape[2:])  # not -1: a field may have no entries
     return flat[: num_configs * seeds].reshape((num_configs, seeds) + flat.shape[1:])
 
 

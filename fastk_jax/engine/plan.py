@@ -14,7 +14,7 @@ import numpy as np
 
 from ..core import policies, schemes
 from ..core.curves import Grids
-from ..core.problems import Problem, full_loss
+from ..core.problems import Problem, evaluate, full_loss, metric_problem
 from ..core.spec import RunSpec, SimConfig
 from ..errors import ConfigError
 from .grids import MAX_ITERATIONS_FACTOR, default_iterations, fastest_iteration_time, make_grids
@@ -136,7 +136,16 @@ def make_plan(
         iterations = default_iterations(time_horizon, fastest_iteration_time([(c, spec) for c in each]), spec.chunk)
     if max_iterations is None:
         max_iterations = MAX_ITERATIONS_FACTOR * iterations + spec.chunk
-    initial_error = float(full_loss(problem, problem.init_params()) - problem.f_star)
+    for name in spec.metrics:
+        problem_says = metric_problem(problem, name)
+        if problem_says:
+            raise ConfigError("run.metrics", problem_says)
+    # the tracked metric at w_0 sets the divergence limit and the levels whose reaching is recorded
+    w0 = problem.init_params()
+    if spec.metrics[0] == "error":
+        initial_error = float(full_loss(problem, w0) - problem.f_star)
+    else:
+        initial_error = float(evaluate(problem, w0, spec.metrics[:1])[0])
     grids = make_grids(
         time_horizon,
         iterations if grid_iterations is None else grid_iterations,
