@@ -296,6 +296,24 @@ def subsample(x: np.ndarray, y: np.ndarray, m: int | None, seed: int) -> tuple[n
     return x[order], y[order]
 
 
+def split_test(
+    x: np.ndarray, y: np.ndarray, fraction: float, seed: int
+) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """((train rows, labels), (test rows, labels)): a seeded random ``fraction`` of the rows held
+    out (rounded, at least one row on each side). The permutation is drawn from a generator of
+    its own (seed and a fixed offset), so it does not repeat ``subsample``'s."""
+    x, y = np.asarray(x), np.asarray(y)
+    if not 0 < fraction < 1:
+        raise DataError(f"the test fraction must lie strictly between 0 and 1, got {fraction}")
+    m = x.shape[0]
+    held = int(round(fraction * m))
+    if not 1 <= held <= m - 1:
+        raise DataError(f"a test fraction of {fraction} of {m} rows leaves no rows on one side")
+    order = np.random.default_rng([seed, 7919]).permutation(m)
+    test, train = order[:held], order[held:]
+    return (x[train], y[train]), (x[test], y[test])
+
+
 # --------------------------------------------------------------------------- traces
 
 MAX_TRACE_CELLS = 50_000_000  # rows x columns of a trace table (float64 on the host)

@@ -1,5 +1,9 @@
 """Key numbers read off a study's averaged curves: the time (and communication) a configuration
-needs to reach an error level, and a configuration's error floor.
+needs to reach a level of a metric, and a configuration's error floor.
+
+Each reading takes the metric by name (``metric``; default: the results' tracked metric,
+``Results.metric``, F - F* unless the study tracks another). "Reaching" a level means falling
+to it, or for a metric that rises as runs improve (test accuracy) rising to it.
 
 The reading is on the seed-averaged curves of ``results`` (as the papers read their figures),
 on the time grid, so a time is known to one grid step. ``Reach.earliest`` and ``Reach.latest``
@@ -15,7 +19,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .results import Results
+from ..core.problems import HIGHER_IS_BETTER
+from ..errors import FastkError
+from .results import Results, grid_of
 
 
 class Reach(NamedTuple):
@@ -36,13 +42,24 @@ def _first(time_grid: np.ndarray, below: np.ndarray) -> tuple[np.ndarray, np.nda
     return np.where(hit, time_grid[np.maximum(index, 0)], np.nan), index
 
 
-def reach(results: Results, level: float) -> Reach:
-    """When each configuration's mean error first falls to ``level``, and the communication by then."""
-    err = results.bands["error"]
+def _band(results: Results, metric: str | None):
+    name = metric or results.metric
+    if name not in results.bands or grid_of(name) != "time":
+        known = [m for m in results.metrics]
+        raise FastkError(f"no metric {name!r} in these results; recorded: {', '.join(known)}")
+    return results.bands[name]
+
+
+def reach(results: Results, level: float, metric: str | None = None) -> Reach:
+    """When each configuration's mean ``metric`` first reaches ``level`` (falls to it; rises to
+    it for accuracy), and the communication by then."""
+    err = _band(results, metric)
+    rises = (metric or results.metric) in HIGHER_IS_BETTER
+    sign = -1.0 if rises else 1.0  # reaching: sign * value <= sign * level
     with np.errstate(invalid="ignore"):
-        time, index = _first(results.time_grid, err.mean <= level)
-        earliest, _ = _first(results.time_grid, err.mean - err.half_width <= level)
-        latest, _ = _first(results.time_grid, err.mean + err.half_width <= level)
+        time, index = _first(results.time_grid, sign * err.mean <= sign * level)
+        earliest, _ = _first(results.time_grid, sign * (err.mean - sign * err.half_width) <= sign * level)
+        latest, _ = _first(results.time_grid, sign * (err.mean + sign * err.half_width) <= sign * level)
     rows = np.arange(len(results.labels))
 
     def at(name: str) -> np.ndarray:
@@ -53,10 +70,10 @@ def reach(results: Results, level: float) -> Reach:
     return Reach(time, earliest, latest, downloads, downloads + at("fetches"), index)
 
 
-def error_floor(results: Results, tail: float = 0.1) -> np.ndarray:
-    """(C,) each configuration's mean error over the last ``tail`` of the time grid: its floor,
-    if it has reached it by the horizon."""
-    err = results.bands["error"].mean
+def error_floor(results: Results, tail: float = 0.1, metric: str | None = None) -> np.ndarray:
+    """(C,) each configuration's mean ``metric`` over the last ``tail`` of the time grid: its
+    floor, if it has reached it by the horizon."""
+    err = _band(results, metric).mean
     start = int(np.floor((1 - tail) * err.shape[1]))
     with np.errstate(invalid="ignore"):
         return np.nanmean(err[:, start:], axis=1)
@@ -70,12 +87,12 @@ class AtTime(NamedTuple):
     half_width: np.ndarray
 
 
-def at_time(results: Results, t: float) -> AtTime:
-    """Each configuration's mean error at the last time grid point at or before ``t``."""
+def at_time(results: Results, t: float, metric: str | None = None) -> AtTime:
+    """Each configuration's mean ``metric`` at the last time grid point at or before ``t``."""
     index = int(np.searchsorted(results.time_grid, t, side="right")) - 1
     if index < 0:
         raise ValueError(f"t={t} is before the time grid")
-    err = results.bands["error"]
+    err = _band(results, metric)
     return AtTime(float(results.time_grid[index]), err.mean[:, index], err.half_width[:, index])
 
 
@@ -114,7 +131,7 @@ def regret(results: Results, env: Envelope, levels) -> Regret:
     """Each configuration's regret over the envelope: in error (ratio of the mean curves over
     time) and in time (time to reach each of ``levels`` against the envelope's, which is the
     soonest time any fixed k reaches it)."""
-    err = results.bands["error"].mean
+    err = _band(results, None).mean
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = err[:, 1:] / env.error[1:]
         log_ratio = np.log10(ratio)

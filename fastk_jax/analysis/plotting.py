@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING
 import matplotlib.pyplot as plt
 import numpy as np
 
+from ..errors import FastkError
+
 if TYPE_CHECKING:  # figures read Results by attribute; Results.plot calls draw_error
     from .results import Results
 
@@ -97,11 +99,39 @@ def seeds_label(results: Results, c: int) -> str:
     return f"{results.labels[c]} ({seeds - d} of {seeds} seeds: {d} diverged)"
 
 
-def _error_bands(ax, xs, band, results: Results) -> None:
-    """Each configuration's mean error against its x values ``xs(c)`` on a log scale, with its 95%
-    band. A band whose lower edge is at or below zero runs to the bottom of the panel (the edge
-    is off the log axis); a configuration with no finite mean (every run diverged) is only
-    named in the legend."""
+METRIC_LABELS = {  # y-axis labels of the metrics (``core.problems.METRICS``), at time t (iteration j)
+    "error": r"$F(w_{}) - F^*$",
+    "loss": r"training loss $F(w_{})$",
+    "grad_norm2": r"$\|\nabla F(w_{})\|^2$",
+    "test_loss": "test loss",
+    "test_accuracy": "test accuracy",
+}
+
+
+def metric_label(name: str, at: str = "t") -> str:
+    """The axis label of metric ``name`` (or of its iteration curve ``iter_NAME``)."""
+    name = name.removeprefix("iter_")
+    return METRIC_LABELS.get(name, name).replace("{}", at)
+
+
+def _log_scale(name: str) -> bool:
+    """Losses and errors on log axes; accuracy (a fraction) on a linear one."""
+    return name.removeprefix("iter_") != "test_accuracy"
+
+
+def _error_bands(ax, xs, band, results: Results, log: bool = True) -> None:
+    """Each configuration's mean error against its x values ``xs(c)`` on a log scale (``log``),
+    with its 95% band. A band whose lower edge is at or below zero runs to the bottom of the
+    panel (the edge is off the log axis); a configuration with no finite mean (every run
+    diverged) is only named in the legend."""
+    if not log:
+        styles = result_styles(results)
+        for c, label in enumerate(results.labels):
+            b_mean, b_half = band.mean[c], band.half_width[c]
+            ax.plot(xs(c), b_mean, lw=1.2, label=seeds_label(results, c), **styles[c])
+            ok = np.isfinite(b_mean) & np.isfinite(b_half)
+            ax.fill_between(xs(c), b_mean - b_half, b_mean + b_half, where=ok, color=styles[c]["color"], alpha=0.25, lw=0)
+        return
     with np.errstate(invalid="ignore"):
         shown = band.mean > 0
         floor = 0.5 * np.min(band.mean[shown]) if shown.any() else 1.0
@@ -126,39 +156,54 @@ def _error_bands(ax, xs, band, results: Results) -> None:
     )
 
 
-def error_vs_time(results: Results, title: str = "") -> plt.Figure:
-    """Two panels sharing the time axis (in units of the mean delay): the mean error
-    F(w_t) - F* on a log scale with its 95% band, and the mean k(t) (left out when no
-    configuration changes k)."""
+def error_vs_time(results: Results, title: str = "", metric: str | list[str] | None = None) -> plt.Figure:
+    """Panels sharing the time axis (in units of the mean delay): the mean of each metric in
+    ``metric`` (a name or a list; default: the tracked one, F(w_t) - F* unless the study tracks
+    another) with its 95% band, on a log scale (accuracy: linear), and the mean k(t) (left out
+    when no configuration changes k)."""
+    names = [results.metric] if metric is None else [metric] if isinstance(metric, str) else list(metric)
+    for name in names:
+        if name not in results.metrics:
+            raise FastkError(f"no metric {name!r} in these results; recorded: {', '.join(results.metrics)}")
     k = results.bands["k"]
     k_varies = bool(np.any(np.nanmax(k.mean, axis=1) != np.nanmin(k.mean, axis=1)))
-    if k_varies:
-        fig, (ax_err, ax_k) = plt.subplots(
-            2, 1, figsize=(3.5, 3.9), sharex=True, gridspec_kw={"height_ratios": [3, 1.3]}, constrained_layout=True
-        )
-    else:
-        fig, ax_err = plt.subplots(figsize=(3.5, 2.9), constrained_layout=True)
-        ax_k = None
+    ratios = [3] * len(names) + ([1.3] if k_varies else [])
+    fig, axes = plt.subplots(
+        len(ratios),
+        1,
+        figsize=(3.5, 2.9 + 2.2 * (len(names) - 1) + (1.0 if k_varies else 0.0)),
+        sharex=True,
+        squeeze=False,
+        gridspec_kw={"height_ratios": ratios},
+        constrained_layout=True,
+    )
+    axes = list(axes[:, 0])
+    ax_k = axes[-1] if k_varies else None
 
     def time(c):
         return results.time_grid / results.mean_delay[c]
 
-    _error_bands(ax_err, time, results.bands["error"], results)
+    for ax, name in zip(axes, names):
+        _error_bands(ax, time, results.bands[name], results, log=_log_scale(name))
+        ax.set_ylabel(metric_label(name))
+        ax.grid(True, which="major", lw=0.3, alpha=0.5)
+    if len(names) > 1:  # one legend is enough
+        for ax in axes[1 : len(names)]:
+            legend = ax.get_legend()
+            if legend is not None:
+                legend.remove()
     if ax_k is not None:
         for c, style in enumerate(result_styles(results)):
             ax_k.plot(time(c), k.mean[c], lw=1.2, **style)
-    ax_err.set_ylabel(r"$F(w_t) - F^*$")
-    ax_err.grid(True, which="major", lw=0.3, alpha=0.5)
     if title:
-        ax_err.set_title(title, fontsize=8)
+        axes[0].set_title(title, fontsize=8)
     same_unit = np.allclose(results.mean_delay, results.mean_delay[0])
     unit = "the mean delay" if same_unit else "each configuration's mean delay"
-    bottom = ax_err if ax_k is None else ax_k
-    bottom.set_xlabel(f"wall-clock time (units of {unit})")
+    axes[-1].set_xlabel(f"wall-clock time (units of {unit})")
     if ax_k is not None:
         ax_k.set_ylabel("mean $k$")
         ax_k.grid(True, lw=0.3, alpha=0.5)
-    for ax in (ax_err, ax_k) if ax_k is not None else (ax_err,):
+    for ax in axes:
         ax.tick_params(which="both", labelsize=7)
         ax.xaxis.label.set_size(8)
         ax.yaxis.label.set_size(8)
@@ -185,12 +230,13 @@ def quietly(draw):
 
 
 def error_vs_iterations(results: Results, title: str = "") -> plt.Figure:
-    """The mean error F(w_j) - F* against the number of updates j, log scale, 95% bands."""
+    """The tracked metric's mean (F(w_j) - F* unless the study tracks another) against the
+    number of updates j, log scale, 95% bands."""
     fig, ax = plt.subplots(figsize=(3.5, 2.7), constrained_layout=True)
-    _error_bands(ax, lambda c: results.iteration_grid, results.bands["iter_error"], results)
+    _error_bands(ax, lambda c: results.iteration_grid, results.bands[f"iter_{results.metric}"], results)
     if title:
         ax.set_title(title, fontsize=8)
-    _style(ax, "updates j", r"$F(w_j) - F^*$")
+    _style(ax, "updates j", metric_label(results.metric, "j"))
     return fig
 
 
@@ -506,7 +552,7 @@ def envelope(results: Results, env, title: str = "") -> plt.Figure:
     t = results.time_grid / results.mean_delay[0]
     styles = result_styles(results)
     members = set(env.members.tolist())
-    err = results.bands["error"]
+    err = results.bands[results.metric]
     ax_err.plot(t, env.error, color=(0.6, 0.6, 0.6), lw=4, alpha=0.6, label="envelope (best fixed k)", zorder=1)
     for c, label in enumerate(results.labels):
         if c in members:
@@ -532,7 +578,7 @@ def envelope(results: Results, env, title: str = "") -> plt.Figure:
         title=seeds_title(results, bands=""),
         title_fontsize=6,
     )
-    _style(ax_err, "", r"$F(w_t) - F^*$")
+    _style(ax_err, "", metric_label(results.metric))
     _style(ax_ratio, "", "error / envelope")
     _style(ax_k, "wall-clock time (units of the mean delay)", "k (gray: best\nfixed k)")
     if title:
@@ -591,14 +637,27 @@ def _sweep_bars(columns: dict[str, np.ndarray], metric: str, title: str, fields_
     return fig
 
 
-def draw_error(results: Results, ax=None, kind: str = "error_vs_time", statistic: str = "mean", title: str = ""):
-    """Every configuration's error curve on ``ax`` (default: a new figure), log scale: the
-    ``statistic`` over seeds: "mean" (95% band), "median" (band: the interquartile range) or
-    "geomean" (no band), the last two from kept runs. ``kind``: error_vs_time (x in time
-    units) or error_vs_iterations. Returns the axes."""
+def draw_error(
+    results: Results,
+    ax=None,
+    kind: str = "error_vs_time",
+    statistic: str = "mean",
+    title: str = "",
+    metric: str | None = None,
+):
+    """Every configuration's curve of ``metric`` (default: the tracked one) on ``ax`` (default:
+    a new figure), log scale (accuracy: linear): the ``statistic`` over seeds: "mean" (95%
+    band), "median" (band: the interquartile range) or "geomean" (no band), the last two from
+    kept runs. ``kind``: error_vs_time (x in time units) or error_vs_iterations (the tracked
+    metric only). Returns the axes."""
     from ..errors import ConfigError
 
-    name = {"error_vs_time": "error", "error_vs_iterations": "iter_error"}.get(kind)
+    metric = metric or results.metric
+    if metric not in results.metrics:
+        raise ConfigError("metric", f"no metric {metric!r} in these results; recorded: {', '.join(results.metrics)}")
+    if kind == "error_vs_iterations" and metric != results.metric:
+        raise ConfigError("metric", f"only the tracked metric {results.metric!r} is recorded on the iteration grid")
+    name = {"error_vs_time": metric, "error_vs_iterations": f"iter_{metric}"}.get(kind)
     if name is None:
         raise ConfigError("kind", f"must be error_vs_time or error_vs_iterations, got {kind!r}")
     if statistic == "mean":
@@ -614,17 +673,19 @@ def draw_error(results: Results, ax=None, kind: str = "error_vs_time", statistic
     if ax is None:
         _, ax = plt.subplots(figsize=(3.5, 2.7), constrained_layout=True)
     x = results.grid(name)
+    log = _log_scale(metric)
     with np.errstate(invalid="ignore"):
         for c, style in enumerate(result_styles(results)):
-            shown = center[c] > 0
+            shown = center[c] > 0 if log else np.isfinite(center[c])
             ax.plot(x, np.where(shown, center[c], np.nan), lw=1.2, label=str(results.labels[c]), **style)
-            ok = shown & np.isfinite(low[c]) & np.isfinite(high[c]) & (low[c] > 0)
+            ok = shown & np.isfinite(low[c]) & np.isfinite(high[c]) & ((low[c] > 0) if log else True)
             if statistic != "geomean":
                 ax.fill_between(x, low[c], high[c], where=ok, color=style["color"], alpha=0.25, lw=0)
-    ax.set_yscale("log")
+    if log:
+        ax.set_yscale("log")
     what = {"mean": "mean, 95% bands", "median": "median, interquartile bands", "geomean": "geometric mean"}[statistic]
     ax.legend(fontsize=6.5, frameon=False, title=f"{what}, {results.seeds} seeds", title_fontsize=6.5)
-    _style(ax, "time" if name == "error" else "iterations", "F(w) - F*")
+    _style(ax, "time" if kind == "error_vs_time" else "iterations", metric_label(metric, "t" if kind == "error_vs_time" else "j"))
     if title:
         ax.set_title(title, fontsize=8)
     return ax

@@ -14,15 +14,31 @@ from ..core.curves import Band, band
 from ..errors import FastkError
 from ..io.files import read_arrays
 
-BANDS = ("error", "k", "downloads", "fetches", "updates", "iter_error", "reach_time", "reach_downloads", "reach_total")
+def band_names(metrics: tuple[str, ...] = ("error",)) -> tuple[str, ...]:
+    """The bands of results recording ``metrics``: the tracked one (the first) on the time grid,
+    with its iteration-grid curve ``iter_NAME`` and the levels reached; k and the communication;
+    then the other metrics on the time grid."""
+    tracked = metrics[0]
+    return (tracked, "k", "downloads", "fetches", "updates", f"iter_{tracked}", "reach_time", "reach_downloads",
+            "reach_total", *metrics[1:])
 
 
-GRID_OF = {  # which grid each band is on
-    **{name: "time" for name in ("error", "k", "downloads", "fetches", "updates")},
-    "iter_error": "iteration",
-    **{name: "level" for name in ("reach_time", "reach_downloads", "reach_total")},
-}
-RUN_FIELDS = ("error", "k", "downloads", "fetches", "updates", "iter_error", "reach_time")  # kept per run
+def run_fields(metrics: tuple[str, ...] = ("error",)) -> tuple[str, ...]:
+    """The per-run curves kept with ``keep_runs``."""
+    tracked = metrics[0]
+    return (tracked, "k", "downloads", "fetches", "updates", f"iter_{tracked}", "reach_time", *metrics[1:])
+
+
+def grid_of(name: str) -> str:
+    """Which grid band ``name`` is on: time, iteration or level."""
+    if name.startswith("iter_"):
+        return "iteration"
+    return "level" if name.startswith("reach_") else "time"
+
+
+BANDS = band_names()  # of results that track F - F* alone
+GRID_OF = {name: grid_of(name) for name in BANDS}
+RUN_FIELDS = run_fields()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,7 +67,14 @@ class Results:
     staleness: np.ndarray  # (C, B) staleness histogram of the applied gradients (last bin: >= B-1)
     levels: np.ndarray  # (L,) error levels of the reach_* bands (time, downloads, total to reach)
     configurations: tuple[dict, ...] = ()  # (C,) each configuration's fields
-    runs: dict[str, np.ndarray] | None = None  # RUN_FIELDS, each (C, S, grid), NaN where not counted
+    runs: dict[str, np.ndarray] | None = None  # run_fields(metrics), each (C, S, grid), NaN where not counted
+    metrics: tuple[str, ...] = ("error",)  # the metrics recorded (``core.problems.METRICS``), the first tracked
+
+    @property
+    def metric(self) -> str:
+        """The tracked metric: the name of the main curve (``bands[metric]``, ``iter_METRIC``) and
+        of what the levels (``reach_*``) are levels of. ``error`` is F - F*."""
+        return self.metrics[0]
 
     # ---- which rows
 
@@ -79,7 +102,7 @@ class Results:
 
     def grid(self, name: str) -> np.ndarray:
         """The x values of band or run field ``name``: times, iterations or error levels."""
-        return {"time": self.time_grid, "iteration": self.iteration_grid, "level": self.levels}[GRID_OF[name]]
+        return {"time": self.time_grid, "iteration": self.iteration_grid, "level": self.levels}[grid_of(name)]
 
     # ---- statistics over seeds beyond the mean
 
@@ -97,24 +120,24 @@ class Results:
             warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN points stay NaN
             return np.nanquantile(self._runs(name), np.atleast_1d(q), axis=1)
 
-    def median(self, name: str = "error") -> np.ndarray:
+    def median(self, name: str | None = None) -> np.ndarray:
         """The median over seeds, (C, grid): on log axes, where the mean of few seeds is pulled
         up by one bad run, the median shows the typical run."""
-        return self.quantiles(name, 0.5)[0]
+        return self.quantiles(name or self.metric, 0.5)[0]
 
-    def geometric_mean(self, name: str = "error") -> np.ndarray:
+    def geometric_mean(self, name: str | None = None) -> np.ndarray:
         """exp(mean(log x)) over the seeds, (C, grid), over the runs counted with x > 0."""
-        x = self._runs(name)
+        x = self._runs(name or self.metric)
         with warnings.catch_warnings(), np.errstate(divide="ignore", invalid="ignore"):
             warnings.simplefilter("ignore", RuntimeWarning)
             return np.exp(np.nanmean(np.where(x > 0, np.log(np.where(x > 0, x, 1.0)), np.nan), axis=1))
 
-    def paired_difference(self, a: int | str, b: int | str, name: str = "error") -> Band:
+    def paired_difference(self, a: int | str, b: int | str, name: str | None = None) -> Band:
         """Configuration ``a`` minus configuration ``b``, seed by seed, with its mean and 95%
         band over the seeds counted in both (grid,). Configurations share seeds (common random
         numbers), so this band is much tighter than the difference of the two bands whenever
         the runs of a seed are correlated."""
-        x = self._runs(name)
+        x = self._runs(name or self.metric)
         d = x[self._row(a)] - x[self._row(b)]
         out = band(np.nan_to_num(d), ~np.isnan(d), axis=0)
         return Band(*(np.asarray(v) for v in out))
@@ -137,7 +160,7 @@ class Results:
                 frame = {key: [value if not isinstance(value, list) else str(value)] * x.size for key, value in conf.items()}
                 frame.update(
                     field=name,
-                    grid=GRID_OF[name],
+                    grid=grid_of(name),
                     x=x,
                     mean=b.mean[c],
                     half_width=b.half_width[c],
@@ -158,7 +181,7 @@ class Results:
             raise FastkError("to_xarray needs xarray (pip install xarray)") from None
         variables = {}
         for name, b in self.bands.items():
-            dims = ("configuration", GRID_OF[name])
+            dims = ("configuration", grid_of(name))
             for part, values in zip(("mean", "half_width", "runs"), b):
                 variables[f"{name}_{part}"] = (dims, np.asarray(values))
         fields = self._fields()
@@ -173,15 +196,19 @@ class Results:
                 for key in keys
             },
         }
-        return xr.Dataset(variables, coords=coords, attrs={"seeds": self.seeds, "n_workers": self.n_workers})
+        attrs = {"seeds": self.seeds, "n_workers": self.n_workers, "metrics": list(self.metrics)}
+        return xr.Dataset(variables, coords=coords, attrs=attrs)
 
-    def plot(self, ax=None, kind: str = "error_vs_time", statistic: str = "mean", title: str = ""):
-        """Draw the error curves (``kind``: error_vs_time or error_vs_iterations) on ``ax``
-        (default: a new figure), the ``statistic`` over seeds (mean with its 95% band, or, with
-        kept runs, median with the interquartile band, or geometric mean); returns the axes."""
+    def plot(
+        self, ax=None, kind: str = "error_vs_time", statistic: str = "mean", title: str = "", metric: str | None = None
+    ):
+        """Draw the curves of ``metric`` (default: the tracked one; ``kind``: error_vs_time or
+        error_vs_iterations) on ``ax`` (default: a new figure), the ``statistic`` over seeds
+        (mean with its 95% band, or, with kept runs, median with the interquartile band, or
+        geometric mean); returns the axes."""
         from .plotting import draw_error
 
-        return draw_error(self, ax=ax, kind=kind, statistic=statistic, title=title)
+        return draw_error(self, ax=ax, kind=kind, statistic=statistic, title=title, metric=metric)
 
 
 def to_arrays(r: Results) -> dict[str, np.ndarray]:
@@ -197,6 +224,7 @@ def to_arrays(r: Results) -> dict[str, np.ndarray]:
         "seeds": np.asarray(r.seeds),
         "staleness": r.staleness,
         "levels": r.levels,
+        "metrics": np.asarray(r.metrics, dtype=str),
     }
     if r.configurations:
         out["configurations"] = np.asarray([json.dumps(c, sort_keys=True) for c in r.configurations])
@@ -213,20 +241,22 @@ def load(path: str | Path) -> Results:
     if Path(path).is_dir():
         path = Path(path) / "results.npz"
     try:
+        metrics = tuple(str(m) for m in a["metrics"]) if "metrics" in a else ("error",)
         return Results(
             labels=a["labels"],
             n_workers=int(a["n_workers"]),
             mean_delay=a["mean_delay"],
             time_grid=a["time_grid"],
             iteration_grid=a["iteration_grid"],
-            bands={n: Band(a[f"{n}_mean"], a[f"{n}_half_width"], a[f"{n}_runs"]) for n in BANDS},
+            bands={n: Band(a[f"{n}_mean"], a[f"{n}_half_width"], a[f"{n}_runs"]) for n in band_names(metrics)},
             diverged=a["diverged"],
             seeds=int(a["seeds"]),
             time_per_iteration=Band(*(a[f"time_per_iteration_{f}"] for f in ("mean", "half_width", "runs"))),
             staleness=a["staleness"],
             levels=a["levels"],
             configurations=tuple(json.loads(str(c)) for c in a.get("configurations", ())),
-            runs={name: a[f"runs_{name}"] for name in RUN_FIELDS if f"runs_{name}" in a} or None,
+            runs={name: a[f"runs_{name}"] for name in run_fields(metrics) if f"runs_{name}" in a} or None,
+            metrics=metrics,
         )
     except KeyError as e:
         raise FastkError(f"{path} is missing array {e.args[0]!r}: not a fastk-jax results file") from None

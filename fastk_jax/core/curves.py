@@ -180,7 +180,7 @@ def summarize(curves: RunCurves, final_time: Array, final_iteration: Array, grid
     reached_j = ok & (grids.iteration < final_iteration[..., None])
     return Summary(
         error=band(curves.error, reached, axis=1),
-        extra=band(curves.extra, reached[..., None], axis=1),
+        extra=band(curves.extra, jnp.broadcast_to(reached[..., None], curves.extra.shape), axis=1),
         k=band(curves.k, reached, axis=1),
         downloads=band(curves.downloads, reached, axis=1),
         fetches=band(curves.fetches, reached, axis=1),

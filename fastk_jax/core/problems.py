@@ -303,15 +303,29 @@ def linear_regression(x: np.ndarray, y: np.ndarray, n: int) -> LinearRegression:
     )
 
 
-def logistic_regression(x: np.ndarray, labels: np.ndarray, n: int, reg: float, num_classes: int) -> LogisticRegression:
-    """One-vs-all logistic regression on integer labels 0..C-1 (C = 1: labels are the 0/1 targets)."""
-    labels = np.asarray(labels).astype(np.int64)
+def logistic_regression(
+    x: np.ndarray,
+    labels: np.ndarray,
+    n: int,
+    reg: float,
+    num_classes: int,
+    test: tuple[np.ndarray, np.ndarray] | None = None,
+) -> LogisticRegression:
+    """One-vs-all logistic regression on integer labels 0..C-1 (C = 1: labels are the 0/1
+    targets); ``test``: held-out (rows, labels) for the test metrics."""
     if not np.isfinite(reg) or reg <= 0:
         raise DataError(f"logistic regression needs reg > 0 (strong convexity, a finite F*), got {reg}")
-    targets = labels[:, None].astype(np.float64) if num_classes == 1 else np.eye(num_classes)[labels]
-    xs, ys = split_shards(np.asarray(x, np.float64), targets, n)
+
+    def targets(labels):
+        labels = np.asarray(labels).astype(np.int64)
+        return labels[:, None].astype(np.float64) if num_classes == 1 else np.eye(num_classes)[labels]
+
+    xs, ys = split_shards(np.asarray(x, np.float64), targets(labels), n)
     f_star = logistic_optimum(xs.reshape(-1, xs.shape[-1]), ys.reshape(-1, ys.shape[-1]), reg)[0]
-    return LogisticRegression(x=jnp.asarray(xs), y=jnp.asarray(ys), reg=jnp.asarray(reg), f_star=jnp.asarray(f_star))
+    test_x, test_y = (None, None) if test is None else (jnp.asarray(np.asarray(test[0], np.float64)), jnp.asarray(targets(test[1])))
+    return LogisticRegression(
+        x=jnp.asarray(xs), y=jnp.asarray(ys), reg=jnp.asarray(reg), f_star=jnp.asarray(f_star), test_x=test_x, test_y=test_y
+    )
 
 
 def logistic_optimum(x: np.ndarray, targets: np.ndarray, reg: float, tol: float = 1e-12) -> tuple[float, np.ndarray]:
@@ -438,14 +452,18 @@ def from_loss(
     test: tuple[np.ndarray, np.ndarray] | None = None,
     f_star: float | None = None,
     scores: Callable | None = None,
-    dtype=jnp.float32,
+    dtype=None,
 ) -> LossProblem:
     """A problem from a pure JAX loss: ``loss(params, x_rows, y_rows) -> ()``, the mean loss
     over the rows, for a parameter pytree like ``params`` (the initial model). The rows
     ``x`` (m, ...) and targets ``y`` (m, ...) are split over ``n`` workers (``split_shards``);
     ``test`` is a held-out split for the test metrics, ``f_star`` the optimal value where known,
-    ``scores(params, x_rows) -> (b, C)`` class scores for the accuracy metric."""
+    ``scores(params, x_rows) -> (b, C)`` class scores for the accuracy metric. The model and
+    the float data are in ``dtype`` (default: the parameters' float type as JAX runs it,
+    float32 unless 64-bit mode is on)."""
     layout = ParamLayout.of(params)
+    if dtype is None:
+        dtype = jax.dtypes.canonicalize_dtype(np.result_type(*jax.tree.leaves(params), np.float32))
     if layout.size == 0:
         raise DataError("the parameters have no entries")
     xs, ys = split_shards(np.asarray(x), np.asarray(y), n)

@@ -54,14 +54,17 @@ DEFAULT_EVERY_S = 30.0
 
 
 def fingerprint(*parts: Any) -> str:
-    """sha256 over ``parts``: JSON-able values (canonical JSON) and pytrees of arrays (each
-    leaf's dtype, shape and bytes, in tree order; PRNG keys by their key data)."""
+    """sha256 over ``parts``: JSON-able values (canonical JSON) and pytrees of arrays (their
+    structure, static fields included (a problem's loss: a user's function by its repr, so a
+    lambda, whose repr holds its address, never matches another process and is recomputed),
+    then each leaf's dtype, shape and bytes, in tree order; PRNG keys by their key data)."""
     h = hashlib.sha256()
     for part in parts:
         leaves = jax.tree.leaves(part)
         if all(isinstance(x, (str, int, float, bool, type(None))) for x in leaves):
             h.update(json.dumps(part, sort_keys=True, default=str).encode())
             continue
+        h.update(str(jax.tree.structure(part)).encode())
         for x in leaves:
             if isinstance(x, jax.Array) and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
                 x = jax.random.key_data(x)

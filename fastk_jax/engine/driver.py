@@ -54,6 +54,7 @@ class Simulation(NamedTuple):
     resumed_from: int = 0  # iterations restored from a checkpoint (0: a fresh run)
     block: int = 0  # runs per block (a run's numbers depend on it; ``layout.default_block``)
     runs: RunCurves | None = None  # every run's curves, leaves (C, S, ...), with keep_runs
+    metrics: tuple[str, ...] = ("error",)  # what summary.error (the tracked one) and summary.extra hold
 
 
 def simulate(
@@ -199,6 +200,7 @@ def _finalize(plan: RunPlan, runs: Runs, compile_s: float, run_s: float, resumed
         resumed_from=resumed_from,
         block=plan.layout.block,
         runs=per_run,
+        metrics=plan.spec.metrics,
     )
 
 
@@ -207,6 +209,8 @@ def concatenate(sims: list[Simulation], order: list[int]) -> Simulation:
     result is row ``order[c]`` of the groups' rows stacked in turn. ``iterations`` is the
     largest of the groups' (each configuration's own is ``summary.iterations``)."""
     first = sims[0]
+    if any(sim.metrics != first.metrics for sim in sims):
+        raise ValueError("simulations recording different metrics cannot be concatenated")
     for sim in sims[1:]:
         if not (
             np.array_equal(sim.time_grid, first.time_grid) and np.array_equal(sim.iteration_grid, first.iteration_grid)

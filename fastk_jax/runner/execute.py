@@ -11,7 +11,7 @@ import jax
 import numpy as np
 
 from .. import engine
-from ..analysis.results import BANDS, GRID_OF, RUN_FIELDS, Results
+from ..analysis.results import Results, grid_of, run_fields
 from ..core import policies, problems
 from ..core.curves import Band, band
 from ..core.spec import stack_configs
@@ -197,7 +197,7 @@ def from_simulation(
         mean_delay=np.broadcast_to(np.asarray(mean_delay, np.float64), (len(labels),)).copy(),
         time_grid=np.asarray(sim.time_grid),
         iteration_grid=np.asarray(sim.iteration_grid),
-        bands={name: Band(*(np.asarray(x) for x in getattr(s, name))) for name in BANDS},
+        bands=_bands(s, sim.metrics),
         diverged=np.asarray(s.diverged),
         seeds=seeds,
         time_per_iteration=Band(
@@ -207,7 +207,32 @@ def from_simulation(
         levels=np.asarray(sim.levels),
         configurations=tuple(configurations),
         runs=None if sim.runs is None else per_run_curves(sim),
+        metrics=tuple(sim.metrics),
     )
+
+
+def _engine_field(name: str, metrics: tuple[str, ...]) -> tuple[str, int | None]:
+    """Where band or run field ``name`` of results recording ``metrics`` lies in the engine's
+    summary or curves: (field, index into ``extra`` or None)."""
+    tracked = metrics[0]
+    if name == tracked:
+        return "error", None
+    if name == f"iter_{tracked}":
+        return "iter_error", None
+    if name in metrics[1:]:
+        return "extra", metrics.index(name) - 1
+    return name, None
+
+
+def _bands(s, metrics: tuple[str, ...]) -> dict[str, Band]:
+    from ..analysis.results import band_names
+
+    out = {}
+    for name in band_names(metrics):
+        field, index = _engine_field(name, metrics)
+        b = getattr(s, field)
+        out[name] = Band(*(np.asarray(x if index is None else x[..., index]) for x in b))
+    return out
 
 
 def per_run_curves(sim: engine.Simulation) -> dict[str, np.ndarray]:
@@ -220,9 +245,11 @@ def per_run_curves(sim: engine.Simulation) -> dict[str, np.ndarray]:
     at_time = ok & (sim.time_grid < final_time)
     at_iteration = ok & (sim.iteration_grid < np.asarray(s.iterations)[:, None, None])
     out = {}
-    for name in RUN_FIELDS:
-        values = np.asarray(getattr(runs, name), np.float64)
-        mask = {"time": at_time, "iteration": at_iteration, "level": ok & ~np.isnan(values)}[GRID_OF[name]]
+    for name in run_fields(sim.metrics):
+        field, index = _engine_field(name, sim.metrics)
+        values = np.asarray(getattr(runs, field), np.float64)
+        values = values if index is None else values[..., index]
+        mask = {"time": at_time, "iteration": at_iteration, "level": ok & ~np.isnan(values)}[grid_of(name)]
         out[name] = np.where(mask, values, np.nan)
     return out
 

@@ -138,8 +138,9 @@ def _run_simulation(s: Study, out: Path, quick: bool, every, progress, say) -> P
         texts={"study.toml": s.to_toml()},
     )
     say(f"fastk-jax: wrote {out}/ ({wall:.1f} s, {sim.compile_s:.1f} s compiling)")
+    tracked = res.metric
     for c in summary["configurations"]:
-        say(f"  {c['label']:<24} final error {c['final_error']:.4g} +- {c['final_error_half_width']:.2g}")
+        say(f"  {c['label']:<24} final {tracked} {c[f'final_{tracked}']:.4g} +- {c[f'final_{tracked}_half_width']:.2g}")
     return out
 
 
@@ -148,7 +149,6 @@ def study_summary(
 ) -> dict[str, Any]:
     """summary.json of a simulation study: each configuration's key numbers, the reach table,
     the figure's table (envelope, runtime against k), timings and provenance."""
-    err = res.bands["error"]
     summary = {
         "name": s.name,
         "quick": quick,
@@ -157,12 +157,12 @@ def study_summary(
         "wall_s": round(wall, 3),
         "compile_s": round(sim.compile_s, 3),
         "block": sim.block,  # runs per block: with the seed and configuration, it fixes a run's numbers
-        "initial_error": sim.initial_error,
+        "metrics": list(res.metrics),  # recorded; the first is tracked (levels, divergence)
+        "initial_error": sim.initial_error,  # of the tracked metric, at w_0
         "configurations": [
             {
                 "label": str(label),
-                "final_error": float(err.mean[c, -1]),
-                "final_error_half_width": float(err.half_width[c, -1]),
+                **_finals(res, c),
                 "final_k": float(res.bands["k"].mean[c, -1]),
                 "diverged": int(res.diverged[c]),
                 "scheme": ran[c].spec.scheme,
@@ -182,11 +182,21 @@ def study_summary(
     if kind == "envelope":
         from ..analysis import metrics
 
-        summary["envelope"] = envelope_table(res, metrics.envelope(res.bands["error"].mean, res.index(policy="fixed")), list(s.report.levels))
+        summary["envelope"] = envelope_table(res, metrics.envelope(res.bands[res.metric].mean, res.index(policy="fixed")), list(s.report.levels))
     if kind == "runtime_vs_k":
         panels = runtime_panels(ran, s.figure.iterations, s.n_workers)
         summary["runtime_vs_k"] = _runtime_table(panels, res, s.figure.iterations)
     return summary
+
+
+def _finals(res: results.Results, c: int) -> dict[str, float]:
+    """Configuration ``c``'s mean of each recorded metric at the horizon, with its 95% half-width."""
+    out = {}
+    for name in res.metrics:
+        b = res.bands[name]
+        out[f"final_{name}"] = float(b.mean[c, -1])
+        out[f"final_{name}_half_width"] = float(b.half_width[c, -1])
+    return out
 
 
 def figure_writer(s: Study, res: results.Results, ran: list[Configuration], summary: dict) -> Callable[[Path], None]:
@@ -204,9 +214,9 @@ def figure_writer(s: Study, res: results.Results, ran: list[Configuration], summ
         elif kind == "envelope":
             from ..analysis import metrics
 
-            fig = plotting.envelope(res, metrics.envelope(res.bands["error"].mean, res.index(policy="fixed")), title=s.name)
+            fig = plotting.envelope(res, metrics.envelope(res.bands[res.metric].mean, res.index(policy="fixed")), title=s.name)
         else:
-            fig = plotting.error_vs_time(res, title=s.name)
+            fig = plotting.error_vs_time(res, title=s.name, metric=list(s.figure.metrics) if s.figure.metrics else None)
         plotting.save_figure(fig, folder / "figure")
 
     return figure
@@ -251,8 +261,9 @@ def reach_table(res: results.Results, report) -> list[dict]:
     if ref is not None:
         levels.append((f"floor of {labels[ref]}", float(metrics.error_floor(res)[ref])))
     table = []
+    metric = report.metric or res.metric
     for name, level in levels:
-        r = metrics.reach(res, level)
+        r = metrics.reach(res, level, metric)
         rows = []
         for c, label in enumerate(labels):
             row = {
@@ -266,7 +277,7 @@ def reach_table(res: results.Results, report) -> list[dict]:
                 with np.errstate(divide="ignore", invalid="ignore"):
                     row["times_sooner_than_reference"] = float(np.float64(r.time[ref]) / r.time[c])
             rows.append(row)
-        table.append({"level": name, "error": level, "configurations": rows})
+        table.append({"level": name, "error": level, "metric": metric, "configurations": rows})
     return table
 
 

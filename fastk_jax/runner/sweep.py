@@ -5,6 +5,8 @@
     [sweep]
     eps = 10.0          # error level: time and communication to reach it
     deadline = 4000.0   # time at which the error is read
+    metric = "error"    # optional: the recorded metric eps and deadline read (default: the tracked
+                        # one); for test_accuracy, time to eps is the time to reach at least eps
     [sweep.axes]        # field path = values; the grid is their product, in this order
     "policy[0].thresh" = [2, 5, 10, 20, 40]
     "policy[0].burnin" = [50, 200, 800]
@@ -52,6 +54,7 @@ import numpy as np
 
 from .. import engine, study
 from ..analysis import metrics, results
+from ..core.problems import METRICS as problem_metrics
 from ..engine import checkpoint
 from ..errors import ConfigError, FastkError
 from ..io import files, run_folder
@@ -116,6 +119,7 @@ class Sweep(NamedTuple):
     plot: dict
     quick: bool
     seeds: int | None
+    metric: str | None = None  # the metric eps and the deadline read (None: the tracked one)
 
 
 def _scalar(v: Any) -> bool:
@@ -171,7 +175,7 @@ def resolve(raw: dict, quick: bool = False, seeds: int | None = None, default_na
     t = raw.get("sweep")
     if not isinstance(t, dict):
         raise ConfigError("sweep", "must be a table")
-    fields.no_extra(t, {"eps", "deadline", "axes", "case", "plot", "quick"}, "sweep")
+    fields.no_extra(t, {"eps", "deadline", "axes", "case", "plot", "quick", "metric"}, "sweep")
     q = t.get("quick", {})
     if not isinstance(q, dict):
         raise ConfigError("sweep.quick", "must be a table of eps, deadline and axes")
@@ -214,6 +218,7 @@ def resolve(raw: dict, quick: bool = False, seeds: int | None = None, default_na
         plot=plot,
         quick=quick,
         seeds=seeds,
+        metric=fields.string(t, "metric", "sweep", None, choices=tuple(problem_metrics)),
     )
 
 
@@ -437,10 +442,13 @@ def table(sweep: Sweep, rows: list[Row], res: results.Results) -> dict[str, np.n
     is missing."""
     index = np.array([row.unique for row in rows])
     per_row: dict[str, np.ndarray] = {name: np.full(len(rows), np.nan) for name in COLUMNS}
-    err = res.bands["error"]
+    metric = sweep.metric or res.metric
+    if metric not in res.metrics:
+        raise ConfigError("sweep.metric", f"{metric!r} is not recorded; run.metrics: {', '.join(res.metrics)}")
+    err = res.bands[metric]
     for eps, deadline in {(row.eps, row.deadline) for row in rows}:
         mine = np.array([(row.eps, row.deadline) == (eps, deadline) for row in rows])
-        r, at = metrics.reach(res, eps), metrics.at_time(res, deadline)
+        r, at = metrics.reach(res, eps, metric), metrics.at_time(res, deadline, metric)
         per_conf = {
             "time_to_eps": r.time,
             "time_to_eps_low": r.earliest,
@@ -558,7 +566,7 @@ def _run_into(raw: dict, sweep: Sweep, out: Path, quick: bool, progress, say) ->
         "diverged": res.diverged,
         "seeds": np.asarray(res.seeds),
     }
-    for name in ("error", "k", "downloads", "fetches"):
+    for name in (*res.metrics, "k", "downloads", "fetches"):
         b = res.bands[name]
         arrays[f"{name}_mean"], arrays[f"{name}_half_width"], arrays[f"{name}_runs"] = b.mean, b.half_width, b.runs
     # labels that the axes change (a fixed reference beside a swept policy is one configuration)

@@ -15,10 +15,10 @@ from ..core import delays, policies, problems
 from ..core.spec import RunSpec, SimConfig, Straggle
 from ..errors import ConfigError
 from .definition import Study
-from .model import BoundOptimal, Delays, Fixed, Linear, Logistic, Oracle, Policy
+from .model import MLP, BoundOptimal, Delays, Fixed, Linear, Logistic, Oracle, Policy
 
 
-def build_problem(p: Linear | Logistic) -> problems.Problem:
+def build_problem(p: Linear | Logistic | MLP) -> problems.Problem:
     """The problem, data loaded and F* computed (may raise DataError): its kind's ``build``."""
     return p.build()
 
@@ -118,9 +118,18 @@ def configurations(study: Study, problem: problems.Problem | None = None) -> lis
                     batch_size=settings["batch_size"],
                     lr=settings["lr"],
                     staleness_bins=run.staleness_bins,
+                    metrics=metrics_of(study),
                 )
                 out.append(Configuration(label, config, spec, cluster, p, settings, float(eta), d["mean"]))
     return out
+
+
+def metrics_of(study: Study) -> tuple[str, ...]:
+    """The metrics a study records: its [run] metrics, else F - F* where the problem knows F*,
+    the training loss where not."""
+    if study.run.metrics:
+        return tuple(study.run.metrics)
+    return ("error",) if study.problem.knows_f_star else ("loss",)
 
 
 def check_step_size(study: Study, problem: problems.Problem) -> None:

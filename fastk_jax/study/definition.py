@@ -176,14 +176,17 @@ def from_resolved(d: dict[str, Any]) -> Study:
     """The typed study of a resolved one (``reader.resolve_tables``)."""
     problem = dict(d["problem"])
     kind = problem.pop("kind")
-    if problem.get("classes") is not None:
-        problem["classes"] = tuple(problem["classes"])
-    if kind == "logistic" and problem.get("dataset") != "mnist":
+    for name in ("classes", "hidden"):
+        if problem.get(name) is not None:
+            problem[name] = tuple(problem[name])
+    if "dataset" in problem and problem["dataset"] != "mnist":
         problem.pop("images", None), problem.pop("labels", None)
     clusters = tuple(_delays_from_resolved(t) for t in d["delays"])
     run_fields = {f.name for f in dataclasses.fields(Run)}
     run = {k: v for k, v in d["run"].items() if k in run_fields}
     run["eta"] = tuple(run["eta"])
+    if run.get("metrics") is not None:
+        run["metrics"] = tuple(run["metrics"])
     run = Run(**run)
     pols = tuple(_policy_from_resolved(p, run) for p in d["policies"])
     report = d["report"]
@@ -194,8 +197,8 @@ def from_resolved(d: dict[str, Any]) -> Study:
         policies=pols,
         name=d["name"],
         description=d["description"],
-        figure=Figure(**d["figure"]),
-        report=Report(tuple(report["levels"]), report.get("reference")),
+        figure=Figure(**{k: tuple(v) if k == "metrics" else v for k, v in d["figure"].items()}),
+        report=Report(tuple(report["levels"]), report.get("reference"), report.get("metric")),
         quick=d.get("quick"),
     )
 

@@ -46,6 +46,8 @@ class Linear:
     d: int
     data_seed: int = 0
     kind: ClassVar[str] = "linear"
+    knows_f_star: ClassVar[bool] = True  # which metrics it can record (``core.problems.METRICS``)
+    classifier: ClassVar[bool] = False
 
     @classmethod
     def read(cls, t: dict, where: str) -> dict[str, Any]:
@@ -54,6 +56,10 @@ class Linear:
         if m * d > MAX_DATA_ENTRIES:
             raise ConfigError(f"{where}.m", f"m x d = {m * d:.3g} exceeds {MAX_DATA_ENTRIES:.0e} entries")
         return {"m": m, "d": d}
+
+    @property
+    def has_test(self) -> bool:
+        return False
 
     def build(self):
         """The problem with its data (``core.problems``)."""
@@ -64,11 +70,51 @@ class Linear:
         return problems.linear_regression(x, y, self.n_workers)
 
 
+def _read_images(t: dict, where: str, default_test: float | None) -> dict[str, Any]:
+    """The image-data fields of a classification problem: ``dataset`` (scikit-learn's digits or
+    MNIST IDX files ``images``, ``labels``), ``classes`` (a subset; two: binary), ``m`` (training
+    rows, subsampled), ``test_fraction`` (rows held out for the test metrics, before ``m``)."""
+    out: dict[str, Any] = {"dataset": string(t, "dataset", where, "digits", choices=("digits", "mnist"))}
+    if out["dataset"] == "mnist":
+        out["images"] = string(t, "images", where)
+        out["labels"] = string(t, "labels", where)
+    classes = t.get("classes")
+    integers = isinstance(classes, list) and all(isinstance(c, int) and not isinstance(c, bool) for c in classes)
+    if classes is not None and (not integers or len(classes) < 2 or not all(0 <= c <= 9 for c in classes)):
+        raise ConfigError(f"{where}.classes", f"must be a list of at least two labels from 0 to 9, got {show(classes)}")
+    out["classes"] = classes
+    out["m"] = number(t, "m", where, None, integer=True, low=1)
+    fraction = number(t, "test_fraction", where, default_test, strict_low=0)
+    if fraction is not None and fraction >= 1:
+        raise ConfigError(f"{where}.test_fraction", f"must lie strictly between 0 and 1, got {show(fraction)}")
+    out["test_fraction"] = fraction
+    return out
+
+
+def _load_images(p) -> tuple[Any, Any, Any, int]:
+    """(train rows, train labels, (test rows, test labels) or None, number of classes) of a
+    classification kind: classes selected, the test split held out, then ``m`` rows subsampled."""
+    from .. import data
+
+    if p.dataset == "digits":
+        x, labels = data.load_digits()
+    else:
+        x, labels = data.load_mnist(p.images, p.labels)
+    classes = tuple(p.classes) if p.classes else None
+    x, labels = data.select_classes(x, labels, classes)
+    test = None
+    if p.test_fraction:
+        (x, labels), test = data.split_test(x, labels, p.test_fraction, p.data_seed)
+    x, labels = data.subsample(x, labels, p.m, p.data_seed)
+    return x, labels, test, len(classes) if classes else 10
+
+
 @dataclasses.dataclass(frozen=True)
 class Logistic:
     """One-vs-all logistic regression (eq. (8) of the adaptive paper) on scikit-learn's digits
     or on MNIST IDX files (``images``, ``labels``); ``classes`` picks a subset (two: binary),
-    ``m`` subsamples rows, ``reg`` is the L2 weight."""
+    ``m`` subsamples rows, ``reg`` is the L2 weight, ``test_fraction`` holds rows out for the
+    test metrics (none by default: the papers train on all rows)."""
 
     n_workers: int
     dataset: str = "digits"
@@ -77,43 +123,94 @@ class Logistic:
     classes: tuple[int, ...] | None = None
     m: int | None = None
     reg: float = 0.01
+    test_fraction: float | None = None
     data_seed: int = 0
     kind: ClassVar[str] = "logistic"
+    knows_f_star: ClassVar[bool] = True
+    classifier: ClassVar[bool] = True
 
     @classmethod
     def read(cls, t: dict, where: str) -> dict[str, Any]:
-        out: dict[str, Any] = {"dataset": string(t, "dataset", where, "digits", choices=("digits", "mnist"))}
-        if out["dataset"] == "mnist":
-            out["images"] = string(t, "images", where)
-            out["labels"] = string(t, "labels", where)
-        classes = t.get("classes")
-        integers = isinstance(classes, list) and all(isinstance(c, int) and not isinstance(c, bool) for c in classes)
-        if classes is not None and (not integers or len(classes) < 2 or not all(0 <= c <= 9 for c in classes)):
-            raise ConfigError(
-                f"{where}.classes", f"must be a list of at least two labels from 0 to 9, got {show(classes)}"
-            )
-        out["classes"] = classes
-        out["m"] = number(t, "m", where, None, integer=True, low=1)
+        out = _read_images(t, where, None)
         out["reg"] = number(t, "reg", where, 0.01, strict_low=0)
         return out
 
+    @property
+    def has_test(self) -> bool:
+        return bool(self.test_fraction)
+
     def build(self):
         """The problem with its data loaded and F* computed (may raise DataError)."""
-        from .. import data
         from ..core import problems
 
-        if self.dataset == "digits":
-            x, labels = data.load_digits()
-        else:
-            x, labels = data.load_mnist(self.images, self.labels)
-        classes = tuple(self.classes) if self.classes else None
-        x, labels = data.select_classes(x, labels, classes)
-        x, labels = data.subsample(x, labels, self.m, self.data_seed)
-        num_classes = 1 if classes is not None and len(classes) == 2 else (len(classes) if classes else 10)
-        return problems.logistic_regression(x, labels, self.n_workers, self.reg, num_classes)
+        x, labels, test, classes = _load_images(self)
+        num_classes = 1 if classes == 2 else classes
+        return problems.logistic_regression(x, labels, self.n_workers, self.reg, num_classes, test=test)
 
 
-PROBLEMS: dict[str, type] = {"linear": Linear, "logistic": Logistic}
+@dataclasses.dataclass(frozen=True)
+class MLP:
+    """A multilayer perceptron classifier (``core.networks``) on digits or MNIST IDX files:
+    ``hidden`` layer sizes, ``activation`` (relu, tanh, gelu), weights drawn from
+    ``init_seed``, an optional L2 weight ``reg``; 20% of the rows held out by default for the
+    test metrics. F* is not known: the curves track the training loss (or another metric that
+    needs no F*)."""
+
+    n_workers: int
+    dataset: str = "digits"
+    images: str | None = None
+    labels: str | None = None
+    classes: tuple[int, ...] | None = None
+    m: int | None = None
+    hidden: tuple[int, ...] = (32,)
+    activation: str = "relu"
+    init_seed: int = 0
+    reg: float = 0.0
+    test_fraction: float | None = 0.2
+    data_seed: int = 0
+    kind: ClassVar[str] = "mlp"
+    knows_f_star: ClassVar[bool] = False
+    classifier: ClassVar[bool] = True
+
+    @classmethod
+    def read(cls, t: dict, where: str) -> dict[str, Any]:
+        from ..core.networks import ACTIVATIONS
+
+        out = _read_images(t, where, 0.2)
+        hidden = t.get("hidden", [32])
+        if not isinstance(hidden, list) or not hidden or not all(
+            isinstance(h, int) and not isinstance(h, bool) and 1 <= h <= 65536 for h in hidden
+        ):
+            raise ConfigError(f"{where}.hidden", f"must be a list of layer sizes from 1 to 65536, got {show(hidden)}")
+        out["hidden"] = hidden
+        out["activation"] = string(t, "activation", where, "relu", choices=tuple(ACTIVATIONS))
+        out["init_seed"] = number(t, "init_seed", where, 0, integer=True, low=0, high=2**32 - 1)
+        out["reg"] = float(number(t, "reg", where, 0.0, low=0))
+        return out
+
+    @property
+    def has_test(self) -> bool:
+        return bool(self.test_fraction)
+
+    def build(self):
+        """The network with its data loaded (may raise DataError)."""
+        from ..core import networks
+
+        x, labels, test, classes = _load_images(self)
+        return networks.mlp_classifier(
+            x.astype("float32"),
+            labels,
+            self.n_workers,
+            hidden=tuple(self.hidden),
+            activation=self.activation,
+            init_seed=self.init_seed,
+            num_classes=classes,
+            reg=self.reg,
+            test=None if test is None else (test[0].astype("float32"), test[1]),
+        )
+
+
+PROBLEMS: dict[str, type] = {"linear": Linear, "logistic": Logistic, "mlp": MLP}
 
 # ---------------------------------------------------------------- clusters
 
@@ -184,6 +281,7 @@ class Run:
     lr: str = "fixed"
     lr_c: float = 1.0
     staleness_bins: int = 32
+    metrics: tuple[str, ...] | None = None  # recorded on the grids, the first tracked (None: the problem's default)
 
     @property
     def etas(self) -> tuple[float, ...]:
@@ -427,11 +525,13 @@ POLICIES: dict[str, type[Policy]] = {
 
 @dataclasses.dataclass(frozen=True)
 class Figure:
-    """Which figure the study draws: error_vs_time, error_vs_iterations, runtime_vs_k (with the
-    runtime of ``iterations`` updates), communication or envelope."""
+    """Which figure the study draws: error_vs_time (a panel per metric of ``metrics``),
+    error_vs_iterations, runtime_vs_k (with the runtime of ``iterations`` updates),
+    communication or envelope."""
 
     kind: str = "error_vs_time"
     iterations: int | None = None
+    metrics: tuple[str, ...] | None = None  # error_vs_time: a panel per metric (None: the tracked one)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -441,3 +541,4 @@ class Report:
 
     levels: tuple[float, ...] = ()
     reference: str | None = None
+    metric: str | None = None  # the recorded metric the levels are of (None: the tracked one)

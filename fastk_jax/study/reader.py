@@ -80,6 +80,7 @@ def resolve_tables(raw: dict, seeds: int | None = None, default_name: str = "stu
         if not quick or not e.field.startswith("run.") or key not in overrides:
             raise
         raise ConfigError(f"quick.{key}", e.problem) from None
+    _check_metrics(run["metrics"], problem)
     entries = raw.get("policy")
     if not isinstance(entries, list) or not entries:
         raise ConfigError("policy", "at least one [[policy]] table is needed")
@@ -89,6 +90,14 @@ def resolve_tables(raw: dict, seeds: int | None = None, default_name: str = "stu
         raise ConfigError("policy", f"labels must be distinct, got {labels}")
     figure = _resolve_figure(raw.get("figure", {}))
     report = _resolve_report(raw.get("report", {}), labels)
+    recorded = run["metrics"] or (["error"] if PROBLEMS[problem["kind"]].knows_f_star else ["loss"])
+    if report.get("metric", recorded[0]) not in recorded:
+        raise ConfigError("report.metric", f"{report['metric']!r} is not recorded; run.metrics: {', '.join(recorded)}")
+    if "reference" in report and report.get("metric", recorded[0]) != recorded[0]:
+        raise ConfigError("report.reference", "a reference's floor is of the tracked metric: leave report.metric out")
+    for metric in figure.get("metrics", ()):
+        if metric not in recorded:
+            raise ConfigError("figure.metrics", f"{metric!r} is not recorded; run.metrics: {', '.join(recorded)}")
     if figure["kind"] == "envelope" and (
         sum(p["kind"] == "fixed" for p in pols) < 2
         or all(p["kind"] == "fixed" for p in pols)
@@ -99,6 +108,11 @@ def resolve_tables(raw: dict, seeds: int | None = None, default_name: str = "stu
             "figure.kind", "an envelope needs one eta, one delay law, two or more fixed-k policies and another policy"
         )
     for i, pol in enumerate(pols):
+        if pol["kind"] == "bound_optimal" and not PROBLEMS[problem["kind"]].knows_f_star:
+            raise ConfigError(
+                f"policy[{i}].kind",
+                f"bound_optimal needs Lemma 1's constants (L, c, sigma^2, F*), known for the convex problems, not {problem['kind']}",
+            )
         if pol["kind"] == "oracle" and len(_oracle_members(pol, pols)) < 2:
             raise ConfigError(
                 f"policy[{i}].kind", "an oracle follows the envelope of two or more fixed-k policies of its scheme"
@@ -150,11 +164,13 @@ def _resolve_report(t: Any, labels: list[str]) -> dict:
     summary.json, and a reference policy whose error floor is one more level."""
     if not isinstance(t, dict):
         raise ConfigError("report", "must be a table")
-    no_extra(t, {"levels", "reference"}, "report")
+    no_extra(t, {"levels", "reference", "metric"}, "report")
     levels = t.get("levels", [])
     if not isinstance(levels, list) or not all(is_number(v) and math.isfinite(v) and v > 0 for v in levels):
         raise ConfigError("report.levels", f"must be a list of error levels > 0, got {show(levels)}")
     out: dict[str, Any] = {"levels": [float(v) for v in levels]}
+    if "metric" in t:
+        out["metric"] = string(t, "metric", "report")
     if "reference" in t:
         out["reference"] = string(t, "reference", "report", choices=tuple(labels))
     return out
@@ -167,10 +183,17 @@ def _resolve_figure(t: Any) -> dict:
     """The optional [figure] table: which figure the study draws."""
     if not isinstance(t, dict):
         raise ConfigError("figure", "must be a table")
-    no_extra(t, {"kind", "iterations"}, "figure")
+    no_extra(t, {"kind", "iterations", "metrics"}, "figure")
     out = {"kind": string(t, "kind", "figure", "error_vs_time", choices=FIGURES)}
     if out["kind"] == "runtime_vs_k":
         out["iterations"] = number(t, "iterations", "figure", 2000, integer=True, low=1)
+    if "metrics" in t:
+        metrics = t["metrics"]
+        if out["kind"] != "error_vs_time":
+            raise ConfigError("figure.metrics", "only an error_vs_time figure draws a panel per metric")
+        if not isinstance(metrics, list) or not metrics or not all(isinstance(m, str) for m in metrics):
+            raise ConfigError("figure.metrics", f"must be a list of recorded metric names, got {show(metrics)}")
+        out["metrics"] = list(metrics)
     return out
 
 
@@ -328,7 +351,7 @@ def _resolve_run(t: dict, seeds: int | None) -> dict:
     where = "run"
     allowed = {"eta", "optimizer", "momentum", "time_horizon", "iterations", "seeds", "seed", "grid_points", "chunk"}
     allowed |= {"block"}
-    allowed |= {"scheme", "gradients", "batch_size", "lr", "lr_c", "staleness_bins"}
+    allowed |= {"scheme", "gradients", "batch_size", "lr", "lr_c", "staleness_bins", "metrics"}
     no_extra(t, allowed | {"divergence_factor"}, where)
     eta = t.get("eta")
     etas = eta if isinstance(eta, list) else [eta]
@@ -361,10 +384,42 @@ def _resolve_run(t: dict, seeds: int | None) -> dict:
         "divergence_factor": float(number(t, "divergence_factor", where, 1e6, strict_low=1)),
         **_scheme_fields(t, where, SCHEME_DEFAULTS),
         "staleness_bins": number(t, "staleness_bins", where, 32, integer=True, low=2, high=4096),
+        "metrics": _metrics(t.get("metrics")),
     }
     if out["momentum"] >= 1:
         raise ConfigError("run.momentum", f"must be < 1, got {out['momentum']}")
     return out
+
+
+def _metrics(value: Any) -> list[str] | None:
+    """[run] metrics: names from ``core.problems.METRICS``, distinct; the first is tracked (the
+    divergence test, the levels reached, the iteration grid) and must fall as runs improve."""
+    from ..core.problems import HIGHER_IS_BETTER, METRICS
+
+    if value is None:
+        return None
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+        raise ConfigError("run.metrics", f"must be a list of metric names, got {show(value)}")
+    for name in value:
+        if name not in METRICS:
+            raise ConfigError("run.metrics", f"unknown metric {name!r}; known: {', '.join(METRICS)}")
+    if len(set(value)) != len(value):
+        raise ConfigError("run.metrics", f"the metrics must be distinct, got {value}")
+    if value[0] in HIGHER_IS_BETTER:
+        raise ConfigError("run.metrics", f"the first metric is tracked and must fall as runs improve; {value[0]!r} rises")
+    return list(value)
+
+
+def _check_metrics(metrics: list[str] | None, problem: dict) -> None:
+    """The metrics the problem's kind can give: F - F* needs F*, test metrics held-out rows."""
+    cls = PROBLEMS[problem["kind"]]
+    for name in metrics or ():
+        if name == "error" and not cls.knows_f_star:
+            raise ConfigError("run.metrics", f"'error' needs F*, which is not known for a {problem['kind']} problem: use 'loss'")
+        if name.startswith("test_") and not problem.get("test_fraction"):
+            raise ConfigError("run.metrics", f"{name!r} needs held-out rows: set problem.test_fraction")
+        if name == "test_accuracy" and not cls.classifier:
+            raise ConfigError("run.metrics", f"'test_accuracy' needs a classifier, not a {problem['kind']} problem")
 
 
 PER_POLICY = ("scheme", "gradients", "batch_size", "lr", "lr_c")  # [run] fields a [[policy]] may override
