@@ -50,6 +50,8 @@ _LAZY = {
     },
     **{name: "core.policies" for name in ("KPolicy", "adaptive", "fixed", "schedule")},
     **{name: "core.spec" for name in ("RunSpec", "SimConfig", "stack_configs")},
+    **{name: "core.problems" for name in ("from_loss", "METRICS")},
+    **{name: "core.networks" for name in ("mlp_classifier",)},
     **{name: "engine" for name in ("Progress", "Simulation", "simulate")},
     **{name: "analysis.results" for name in ("Results", "load")},
     **{name: "runner.execute" for name in ("run",)},
@@ -66,6 +68,7 @@ _LAZY = {
             "Linear",
             "Logistic",
             "LossRatio",
+            "MLP",
             "Markov",
             "Oracle",
             "Report",
@@ -90,6 +93,8 @@ if TYPE_CHECKING:  # pragma: no cover
         make_law,
     )
     from .core.policies import KPolicy, adaptive, fixed, schedule
+    from .core.networks import mlp_classifier
+    from .core.problems import METRICS, from_loss
     from .core.spec import RunSpec, SimConfig, stack_configs
     from .engine import Progress, Simulation, simulate
     from .runner.execute import run
@@ -105,6 +110,7 @@ if TYPE_CHECKING:  # pragma: no cover
         Logistic,
         LossRatio,
         Markov,
+        MLP,
         Oracle,
         Report,
         Run,

@@ -291,3 +291,25 @@ def test_the_mlp_matches_the_numpy_reference_on_the_same_delays():
     before = reference.simulate_mlp_run(init, x.reshape(N, 15, 5), labels.reshape(N, 15), k, eta, delays_[: steps - 1], "tanh")
     flat = np.concatenate([a.ravel() for layer in before.params for a in layer])
     np.testing.assert_allclose(w_last, flat, rtol=1e-10, atol=1e-12)
+
+
+def test_run_takes_a_problem_of_ones_own_in_place_of_the_studys():
+    """``fk.run(study, problem=...)``: the study gives the cluster, policies and run; the user's
+    problem replaces its [problem] (only n_workers must agree), and the metrics default to what
+    the problem can give (no F*: the training loss)."""
+    import fastk_jax as fk
+    from fastk_jax.errors import ConfigError
+
+    prob, _, _ = _huber_problem()
+    study = fk.Study(
+        name="own",
+        problem=fk.Linear(n_workers=N, m=N, d=1),  # stands in: only n_workers is read
+        delays=fk.delays("exponential", rate=1.0),
+        run=fk.Run(eta=0.3, time_horizon=30.0, seeds=3, chunk=50),
+        policies=[fk.Fixed(k=2), fk.Adaptive(k_min=1, k_max=N, thresh=2, burnin=5, step=1)],
+    )
+    res = fk.run(study, problem=prob)
+    assert res.metrics == ("loss",) and res.bands["loss"].mean.shape[0] == 2
+    assert np.all(res.bands["loss"].mean[:, -1] < res.bands["loss"].mean[:, 0])
+    with pytest.raises(ConfigError, match="n_workers"):
+        fk.run(study.replace(problem=fk.Linear(n_workers=5, m=5, d=1)), problem=prob)

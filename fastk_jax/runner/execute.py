@@ -16,7 +16,7 @@ from ..core import policies, problems
 from ..core.curves import Band, band
 from ..core.spec import stack_configs
 from ..errors import ConfigError
-from ..study.build import Configuration, Prepared, prepare, same_cluster
+from ..study.build import Configuration, Prepared, configurations, prepare, same_cluster
 from ..study.definition import Study
 from ..study.model import Fixed, Oracle, Run
 
@@ -265,6 +265,7 @@ def run(
     checkpoint_every_s: float = 30.0,
     block: int | None = None,
     devices: list | None = None,
+    problem: problems.Problem | None = None,
 ) -> Results:
     """Run a study and return its ``Results``: every configuration's curves with its fields.
 
@@ -274,7 +275,10 @@ def run(
     ``engine.Progress``. ``keep_runs``: also keep every run's curves (``Results.runs``: medians,
     quantiles, paired differences; the memory guard counts them). ``checkpoint``: a folder to
     save the state in and resume from (``checkpoint_every_s``). ``block`` and ``devices``: how
-    the runs are laid out (``engine.RunLayout``; the block fixes a run's bits)."""
+    the runs are laid out (``engine.RunLayout``; the block fixes a run's bits). ``problem``:
+    a problem of your own (``fk.from_loss``, ``core.networks.mlp_classifier``) run instead of
+    the study's [problem], which then only says ``n_workers`` (they must agree); the metrics
+    default to what that problem can give (F - F* where it knows F*, else the training loss)."""
     if not isinstance(study, Study):
         study = Study.from_toml(study, seeds=seeds, quick=quick)
     else:
@@ -282,7 +286,14 @@ def run(
             study = study.with_quick()
         if seeds is not None:
             study = study.replace(seeds=seeds)
-    prepared = prepare(study)
+    if problem is None:
+        prepared = prepare(study)
+    else:
+        if problem.x.shape[0] != study.n_workers:
+            raise ConfigError(
+                "problem", f"the problem is split over {problem.x.shape[0]} workers, the study has n_workers={study.n_workers}"
+            )
+        prepared = Prepared(problem, configurations(study, problem, custom=True))
     meter = engine.meter(progress)
     try:
         sim, ran = run_all(

@@ -75,10 +75,12 @@ class Configuration(NamedTuple):
         }
 
 
-def configurations(study: Study, problem: problems.Problem | None = None) -> list[Configuration]:
+def configurations(study: Study, problem: problems.Problem | None = None, custom: bool = False) -> list[Configuration]:
     """Every cluster x every policy x every eta, with labels. A bound-optimal policy needs the
     ``problem``; an oracle stands in as the smallest fixed k until ``runner.execute.run_all``
-    knows the envelope it follows."""
+    knows the envelope it follows. ``custom``: ``problem`` is the user's, not the study's kind
+    (the metrics default to what it can give)."""
+    metrics = metrics_of(study, problem if custom else None)
     etas, run = study.run.etas, study.run
     out = []
     constants = None
@@ -118,17 +120,19 @@ def configurations(study: Study, problem: problems.Problem | None = None) -> lis
                     batch_size=settings["batch_size"],
                     lr=settings["lr"],
                     staleness_bins=run.staleness_bins,
-                    metrics=metrics_of(study),
+                    metrics=metrics,
                 )
                 out.append(Configuration(label, config, spec, cluster, p, settings, float(eta), d["mean"]))
     return out
 
 
-def metrics_of(study: Study) -> tuple[str, ...]:
-    """The metrics a study records: its [run] metrics, else F - F* where the problem knows F*,
-    the training loss where not."""
+def metrics_of(study: Study, problem: problems.Problem | None = None) -> tuple[str, ...]:
+    """The metrics a study records: its [run] metrics, else F - F* where the problem (``problem``,
+    else the study's kind) knows F*, the training loss where not."""
     if study.run.metrics:
         return tuple(study.run.metrics)
+    if problem is not None:
+        return problems.default_metrics(problem)
     return ("error",) if study.problem.knows_f_star else ("loss",)
 
 
