@@ -7,7 +7,11 @@ Two workloads, each with its policies run together as a study runs them:
   and Algorithm 1 (10 -> 40 in steps of 10);
 * **logistic** (key ``"logistic"``): ten-class logistic regression on scikit-learn's digits
   (``data.load_digits``; 1780 images, d = 64, 10 classes, L2 weight 0.01), n = 20, the
-  Fig. 5 policies (fixed k in {2, 4, 8}, Algorithm 1 doubling 2 -> 8).
+  Fig. 5 policies (fixed k in {2, 4, 8}, Algorithm 1 doubling 2 -> 8);
+* **mlp** (key ``"mlp"``): an MLP classifier 64 -> 64 -> 10 (ReLU, softmax cross-entropy) on
+  the digits (1780 rows), n = 20, fixed k in {2, 5, 10, 20}, eta = 0.1, the training loss
+  recorded; the reference is ``reference.networks.simulate_mlp_run`` (backward pass by hand,
+  float64, the gradient from the k selected shards' rows only, the loss over all rows).
 
 The engine runs S seeds of each policy for a fixed number of updates, three times: the first
 call traces and compiles, the best of the other two (fresh seeds) is timed. The reference (``reference.simulate_run``:
@@ -21,10 +25,12 @@ the same law. Reported per workload:
 * ``useful_gflops``: the floating-point work an iteration needs, over the engine's time, per
   seed-iteration: the k selected partial gradients (residuals or logits of k s rows, then
   X^T of them: 4 k s d, times C classes) and the error evaluation (least squares:
-  2 d^2 through H; logistic: the logits of all m rows, 2 m d C), with k the mean k used;
+  2 d^2 through H; logistic: the logits of all m rows, 2 m d C; MLP: a forward pass costs
+  F = 2 (d h + h C) per row, a forward and backward pass 3 F, so 3 F k s + F m), with k the
+  mean k used;
 * ``performed_gflops``: what the engine actually computes: it forms the partial gradients of
   all n shards and masks them (a gather of the k selected shards per run costs far more on
-  CPU; see the report in ``notes``), so 4 m d (C) + the error;
+  CPU; see the report in ``notes``), so 4 m d (C) + the error (MLP: 3 F m);
 * ``matmul_gflops``: a float32 2048 x 2048 matrix product on the same device, in the same run;
 * ``peak_rss_mb``: the process's peak resident memory so far (host; on CPU the device's too),
   and ``peak_device_mb`` where the device reports it (GPUs).
@@ -73,6 +79,10 @@ LOGISTIC_POLICIES = {
 }
 
 
+MLP_N, MLP_M, MLP_HIDDEN, MLP_ETA = 20, 1780, (64,), 0.1
+MLP_POLICIES = {f"k={k}": policies.fixed(k) for k in (2, 5, 10, 20)}
+
+
 class Workload(NamedTuple):
     name: str
     problem: problems.Problem
@@ -97,6 +107,23 @@ def logistic_workload() -> Workload:
     return Workload(name, problem, LOGISTIC_POLICIES, LOGISTIC_ETA, LOGISTIC_N)
 
 
+def mlp_workload() -> Workload:
+    """An MLP classifier on the digits (see the module docstring)."""
+    from .core import networks
+
+    x, labels = data.load_digits()
+    x, labels = data.subsample(x, labels, MLP_M, 0)
+    problem = networks.mlp_classifier(x.astype(np.float32), labels, MLP_N, hidden=MLP_HIDDEN, num_classes=10)
+    name = f"MLP {x.shape[1]}-{'-'.join(map(str, MLP_HIDDEN))}-10, digits: n={MLP_N}, m={MLP_M}"
+    return Workload(name, problem, MLP_POLICIES, MLP_ETA, MLP_N)
+
+
+def _mlp_sizes(problem: problems.LossProblem) -> tuple[int, ...]:
+    """(d, hidden..., C) of an MLP's layers [(W, b), ...]: the weights are leaves 0, 2, ..."""
+    weights = problem.layout.shapes[::2]
+    return (weights[0][0], *(shape[1] for shape in weights))
+
+
 def matmul_gflops(size: int = 2048, repeats: int = 10) -> float:
     """GFLOP/s of a float32 size x size matrix product on the default device (best of repeats)."""
     a = jax.random.normal(jax.random.key(0), (size, size), jnp.float32)
@@ -118,6 +145,11 @@ def flops_per_iteration(problem: problems.Problem, k: float) -> tuple[float, flo
     performed the engine's dense partial gradients of all n shards and the same error."""
     n, s, d = problem.x.shape
     m = n * s
+    if isinstance(problem, problems.LossProblem):  # an MLP: forward F per row, forward + backward 3 F
+        from .core.networks import mlp_flops
+
+        forward = mlp_flops(_mlp_sizes(problem))
+        return 3 * forward * k * s + forward * m, 3 * forward * m
     if isinstance(problem, problems.LinearRegression):
         error = 2 * d * d + 2 * d if problem.hessian is not None else 2 * m * d
         return 4 * k * s * d + error, 4 * m * d + error
@@ -156,7 +188,7 @@ def engine_rate(
     next ``repeats``, on fresh seeds, are timed and the best is kept (the same call varied by
     +-25% from one run to the next on a shared 2-core machine)."""
     configs = _configs(w)
-    spec = RunSpec(n=w.n, chunk=iterations)
+    spec = RunSpec(n=w.n, chunk=iterations, metrics=problems.default_metrics(w.problem))
     kwargs = {"seeds": seeds, "time_horizon": 1e-3, "spec": spec, "iterations": iterations - 1}
     if block is not None:
         kwargs["block"] = block
@@ -179,6 +211,8 @@ def reference_rate(w: Workload, seeds: int, iterations: int, repeats: int = 3) -
     of ``repeats`` passes, as the pass is short and the machine may be shared."""
     rng = np.random.default_rng(0)
     samples = [reference.draw_delays(rng, "exponential", {"rate": 1.0}, w.n, iterations) for _ in range(seeds)]
+    if isinstance(w.problem, problems.LossProblem):
+        return _mlp_reference_rate(w, samples, repeats)
     prob = reference.numpy_problem(w.problem, quadratic_error=True)  # arrays converted once
     best = math.inf
     for _ in range(repeats):
@@ -188,6 +222,25 @@ def reference_rate(w: Workload, seeds: int, iterations: int, repeats: int = 3) -
                 reference.simulate_run(prob, policy, w.eta, delays_of_seed)
         best = min(best, time.perf_counter() - start)
     return len(w.policies) * seeds * iterations / best
+
+
+def _mlp_reference_rate(w: Workload, samples: list[np.ndarray], repeats: int) -> float:
+    """``reference_rate`` of the MLP workload: fixed k only, the network from its initial layers."""
+    from .reference.networks import simulate_mlp_run
+
+    p = w.problem
+    layers = p.params(p.init_params())
+    init = [(np.asarray(a, np.float64), np.asarray(b, np.float64)) for a, b in layers]
+    xs, ys = np.asarray(p.x, np.float64), np.asarray(p.y)
+    ks = [int(np.asarray(policy.k0)) for policy in w.policies.values()]
+    best = math.inf
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for k in ks:
+            for delays_of_seed in samples:
+                simulate_mlp_run(init, xs, ys, k, w.eta, delays_of_seed)
+        best = min(best, time.perf_counter() - start)
+    return len(ks) * len(samples) * samples[0].shape[0] / best
 
 
 def measure(
