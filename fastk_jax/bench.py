@@ -271,6 +271,8 @@ def measure(
         "matmul_gflops": matmul,
         "useful_fraction_of_matmul": useful * rate / 1e9 / matmul,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "block": timed.block,  # runs per block (the default: layout.default_block's rule)
+        "load_average_1min_after": os.getloadavg()[0],
     }
     if "peak_bytes_in_use" in stats:
         out["peak_device_mb"] = stats["peak_bytes_in_use"] / 2**20
@@ -294,7 +296,6 @@ def run(
     report = {
         "device": str(jax.devices()[0].device_kind),
         "prng": str(jax.config.jax_default_prng_impl),
-        "block": block or engine.default_block(jax.default_backend()),  # runs per block
         "load_average_1min": os.getloadavg()[0],  # other processes on the machine slow both sides
         **measure(fig3_workload(), matmul, seeds, iterations, reference_seeds, reference_iterations, block),
     }
@@ -331,6 +332,7 @@ def format_report(r: dict[str, Any]) -> str:
 SCALING_SEEDS = (1, 4, 16, 64, 256, 1024, 4096)
 SCALING_NS = (10, 25, 50, 100, 200)
 SCALING_DS = (25, 50, 100, 200, 400)
+SCALING_CONFIGS = (1, 5, 20, 80)
 
 
 def _scaled_policies(n: int) -> dict[str, policies.KPolicy]:
@@ -347,7 +349,19 @@ def _point(w: Workload, seeds: int, work: float, block: int | None) -> dict[str,
     performed = flops_per_iteration(w.problem, 1)[1]
     iterations = int(np.clip(work / (performed * len(w.policies) * seeds), 20, 300))
     rate, compile_s, _ = engine_rate(w, seeds, iterations, block)
-    return {"seeds": seeds, "iterations": iterations, "seed_iters_per_s": rate, "compile_s": compile_s}
+    return {
+        "seeds": seeds,
+        "configs": len(w.policies),
+        "iterations": iterations,
+        "seed_iters_per_s": rate,
+        "performed_gflops": performed * rate / 1e9,  # the cost model: flops_per_iteration
+        "compile_s": compile_s,
+    }
+
+
+def _many_policies(count: int) -> dict[str, policies.KPolicy]:
+    """``count`` fixed-k configurations, k cycling through 10, 20, 30, 40 (Fig. 3's n = 50)."""
+    return {f"#{c} k={10 * (1 + c % 4)}": policies.fixed(10 * (1 + c % 4)) for c in range(count)}
 
 
 def scaling(
@@ -355,6 +369,7 @@ def scaling(
     seeds: tuple[int, ...] = SCALING_SEEDS,
     ns: tuple[int, ...] = SCALING_NS,
     ds: tuple[int, ...] = SCALING_DS,
+    configs: tuple[int, ...] = SCALING_CONFIGS,
     sweep_seeds: int = 256,
     work: float = 2e11,
     block: int | None = None,
@@ -362,7 +377,9 @@ def scaling(
 ) -> dict[str, Any]:
     """Seed-iterations/s of the engine on the Fig. 3 workload against S (n = 50, d = 100), n
     (m = 40 n, k at the same fractions of n, S = ``sweep_seeds``) and d (n = 50, m = 2000, eta
-    scaled as 1/d with the curvature), each point for about ``work`` FLOPs. Writes ``scaling.json``, ``scaling.csv`` and
+    scaled as 1/d with the curvature) and the number of configurations C (fixed k, S = ``sweep_seeds`` // 4
+    seeds each), each point for about ``work`` FLOPs, with its performed GFLOP/s (the cost model of
+    ``flops_per_iteration``: 4 m d + 2 d^2 + 2 d per seed-iteration, whatever k). Writes ``scaling.json``, ``scaling.csv`` and
     ``scaling.png``/``.pdf`` into ``out``; returns what the JSON holds."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -380,11 +397,15 @@ def scaling(
         w = fig3_workload(d=d, eta=ETA * D / d)
         rows.append({"axis": "d", "n": N, "d": d, "m": M, **_point(w, sweep_seeds, work, block)})
         say(rows[-1])
+    for c in configs:
+        w = fig3_workload(pols=_many_policies(c))
+        rows.append({"axis": "configs", "n": N, "d": D, "m": M, **_point(w, max(1, sweep_seeds // 4), work, block)})
+        say(rows[-1])
     result = {
         "device": str(jax.devices()[0].device_kind),
         "policies": len(POLICIES),
         "sweep_seeds": sweep_seeds,
-        "block": block or engine.default_block(jax.default_backend()),  # runs per block
+        "block": block or "default_block's rule",  # runs per block (64 for every point here on CPU)
         "points": rows,
     }
     (out / "scaling.json").write_text(json.dumps(result, indent=1))
@@ -400,20 +421,29 @@ def _scaling_figure(result: dict[str, Any], prefix: Path) -> None:
     from .analysis.plotting import plt, save_figure
 
     rows = result["points"]
-    fig, axes = plt.subplots(1, 3, figsize=(10, 3.2), constrained_layout=True)
-    for ax, axis, label in zip(
-        axes,
-        ("seeds", "n", "d"),
-        ("seeds per policy S (n = 50, d = 100)", f"workers n (m = 40 n, S = {result['sweep_seeds']})", "dimension d"),
-    ):
+    axes_present = [a for a in ("seeds", "n", "d", "configs") if any(r["axis"] == a for r in rows)]
+    labels = {
+        "seeds": "seeds per policy S (n = 50, d = 100)",
+        "n": f"workers n (m = 40 n, S = {result['sweep_seeds']})",
+        "d": "dimension d",
+        "configs": f"configurations C (S = {max(1, result['sweep_seeds'] // 4)})",
+    }
+    fig, axes = plt.subplots(1, len(axes_present), figsize=(3.4 * len(axes_present), 3.2), constrained_layout=True)
+    for ax, axis in zip(np.atleast_1d(axes), axes_present):
+        label = labels[axis]
         pts = [r for r in rows if r["axis"] == axis]
         xs = [r[axis] for r in pts]
         ax.plot(xs, [r["seed_iters_per_s"] for r in pts], "o-", color="C0")
+        if all("performed_gflops" in r for r in pts):  # right axis: the cost model's GFLOP/s
+            twin = ax.twinx()
+            twin.plot(xs, [r["performed_gflops"] for r in pts], "s--", color="C1", ms=3)
+            twin.set_ylim(bottom=0)
+            twin.tick_params(labelsize=7, colors="C1")
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
         ax.set_xlabel(label, fontsize=8)
         ax.grid(True, which="major", lw=0.3, alpha=0.5)
         ax.tick_params(which="both", labelsize=7)
-    axes[0].set_ylabel(f"seed-iterations / s ({result['policies']} policies)", fontsize=8)
+    np.atleast_1d(axes)[0].set_ylabel(f"seed-iterations / s ({result['policies']} policies)", fontsize=8)
     fig.suptitle(f"fastk-jax engine throughput, Fig. 3 workload, {result['device']}", fontsize=9)
     save_figure(fig, prefix)

@@ -126,7 +126,7 @@ def _bench(args) -> int:
     if args.block is not None and not 1 <= args.block <= 2**16:
         raise ConfigError("--block", f"must be from 1 to {2**16}, got {args.block}")
     if args.scaling:
-        quick = {"seeds": (1, 16, 256), "ns": (10, 50), "ds": (50, 100), "work": 2e10} if args.quick else {}
+        quick = {"seeds": (1, 16, 256), "ns": (10, 50), "ds": (50, 100), "configs": (1, 5), "work": 2e10} if args.quick else {}
         out = args.out or "results/bench-scaling"
 
         def say(point):

@@ -53,9 +53,17 @@ def test_flop_counts():
 
 def test_scaling_writes_numbers_and_figures(tmp_path, monkeypatch):
     monkeypatch.setattr(bench, "engine_rate", lambda w, seeds, iterations, block: (1e3 * w.n, 0.5, None))
-    result = bench.scaling(tmp_path, seeds=(1, 2), ns=(10, 20), ds=(4,), sweep_seeds=1, work=50)
+    result = bench.scaling(tmp_path, seeds=(1, 2), ns=(10, 20), ds=(4,), configs=(), sweep_seeds=1, work=50)
     assert [p["axis"] for p in result["points"]] == ["seeds", "seeds", "n", "n", "d"]
     assert [p["seed_iters_per_s"] for p in result["points"]] == [5e4, 5e4, 1e4, 2e4, 5e4]
     assert json.loads((tmp_path / "scaling.json").read_text()) == result
     assert len((tmp_path / "scaling.csv").read_text().splitlines()) == 1 + len(result["points"])
     assert (tmp_path / "scaling.png").stat().st_size > 0 and (tmp_path / "scaling.pdf").stat().st_size > 0
+
+
+def test_scaling_over_configurations_reports_the_cost_model(tmp_path, monkeypatch):
+    monkeypatch.setattr(bench, "engine_rate", lambda w, seeds, iterations, block: (1e3 * len(w.policies), 0.5, None))
+    result = bench.scaling(tmp_path, seeds=(), ns=(), ds=(), configs=(1, 3), sweep_seeds=8, work=50)
+    assert [(p["axis"], p["configs"], p["seeds"]) for p in result["points"]] == [("configs", 1, 2), ("configs", 3, 2)]
+    performed = bench.flops_per_iteration(bench.fig3_workload().problem, 1)[1]
+    assert [p["performed_gflops"] for p in result["points"]] == pytest.approx([performed * 1e3 / 1e9, performed * 3e3 / 1e9])

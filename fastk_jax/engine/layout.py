@@ -11,11 +11,12 @@ This is for two reasons, both measured:
   problem, up to 1e-6 relative). Every product is now batched over exactly ``block`` runs
   whatever C and S, so a run's numbers depend on its configuration, its seed (``fold_in``) and
   the block size, and on nothing else: not on C, S, the chunk size, the number of calls or of
-  devices. The block size is the platform's default (``default_block``) unless asked for, and
+  devices. The block size is a rule of the problem and the platform (``default_block``) unless asked for, and
   results record it.
 * *Speed.* A block's working set stays in cache for the whole chunk: on a 2-core CPU, Fig. 3's
   five policies x 1024 seeds ran at about 110k seed-iterations/s in blocks of 64 or 128 runs
-  and 82k as one batch of 5120 (``default_block``).
+  and 82k as one batch of 5120; logistic regression on the digits, whose logits are 9x larger
+  per run, runs fastest in blocks of 16 (``default_block``).
 
 Runs are placed in the order (configuration, seed); the last block is padded with copies of
 the last run (computed, then dropped), so a small study costs at least one block.
@@ -35,21 +36,58 @@ from ..core.spec import RunSpec
 from ..errors import ConfigError
 from .grids import reach_levels
 
-DEFAULT_BLOCK = {"cpu": 64}  # runs per block by platform; accelerators: ACCELERATOR_BLOCK
+CPU_BLOCKS = (16, 64)  # the smallest and largest default block on CPU
+CPU_CACHE_BYTES = 2 * 2**20  # the cache a block's largest step temporary should fit in (see default_block)
+ACCELERATOR_BLOCK = 4096  # the largest default block on an accelerator
+ACCELERATOR_STEP_FRACTION = 0.25  # of an accelerator's memory, for one block's step temporaries
 
 
-ACCELERATOR_BLOCK = 4096
+def step_bytes_per_run(problem: Problem, spec: RunSpec) -> int:
+    """Bytes of the largest temporary of one run's step: a value per data row and class (the
+    residuals or logits of all m rows, and their cotangents), the pushes' mini-batch values."""
+    rows = problem.x.shape[0] * problem.x.shape[1]
+    classes = max(1, problem.num_params // problem.x.shape[-1])
+    pushes = spec.n * schemes.pushes_per_learner(spec)
+    return problem.x.dtype.itemsize * max(rows * classes, pushes * spec.batch_size * classes)
 
 
-def default_block(platform: str) -> int:
-    """Runs per block when none is asked for: 64 on CPU, 4096 on accelerators. On a 2-core CPU,
-    Fig. 3's five policies x 1024 seeds ran at about 73k, 98k, 110k and 110k seed-iterations/s
-    in blocks of 16, 32, 64 and 128 runs (82k in one block of 5120: the working set leaves the
-    cache), and its 5 x 20 seeds (the default study: 128 positions for 100 runs) at 65k, 81k
-    and 82k in blocks of 32, 64 and 128. A study pays for at least one whole block, so smaller
-    is cheaper for a few runs. On a GPU the size is not measured (none was lent): a GPU wants
-    enough runs per kernel to fill it."""
-    return DEFAULT_BLOCK.get(platform, ACCELERATOR_BLOCK)
+def _power_of_two_at_most(x: float, low: int, high: int) -> int:
+    block = low
+    while block * 2 <= min(x, high):
+        block *= 2
+    return block
+
+
+def default_block(platform: str, problem: Problem | None = None, spec: RunSpec | None = None, device=None) -> int:
+    """Runs per block when none is asked for: a rule of the problem's size, measured on CPU.
+
+    * **CPU**: the largest power of two in [16, 64] runs whose step temporaries (a value per data
+      row and class per run, ``step_bytes_per_run``) fit in ``CPU_CACHE_BYTES`` (2 MiB: twice
+      the 1 MiB L2 of a core of the 2-core AMD EPYC it was measured on; a constant, not read from
+      the machine, so that the block, and with it the bits, is the same on every CPU). Fig. 3
+      (m = 2000 rows, one class: 8 KB per run) gets 64; the digits' logistic regression (1780
+      rows x 10 classes: 71 KB per run) gets 16. Measured on 2 cores, full step, in one process:
+      Fig. 3 at 38k, 39k, 41k, 42k, 42k seed-iterations/s in blocks of 16 ... 256 (load 4.7: flat;
+      at idle 73k, 98k, 110k, 110k for 16 ... 128 in an earlier measurement), logistic at 3.0k,
+      4.3k, 4.1k, 2.6k, 2.2k in blocks of 8 ... 128 (load 1.4-4.7): past the cache its (block, m,
+      C) logits cost a pass through memory each. The cap of 64 keeps small studies cheap (a study
+      pays for at least one block).
+    * **Accelerators**: the largest power of two up to 4096 runs whose step temporaries fit in
+      a quarter of the device's memory (``device.memory_stats()``; 4096 where it reports none).
+      Not measured: no GPU was lent to this project yet.
+
+    Without a problem (``problem=None``) the size is the CPU's largest or the accelerator's."""
+    if platform == "cpu":
+        if problem is None or spec is None:
+            return CPU_BLOCKS[1]
+        return _power_of_two_at_most(CPU_CACHE_BYTES / step_bytes_per_run(problem, spec), *CPU_BLOCKS)
+    if problem is None or spec is None:
+        return ACCELERATOR_BLOCK
+    stats = (device.memory_stats() if device is not None else None) or {}
+    if "bytes_limit" not in stats:
+        return ACCELERATOR_BLOCK
+    fits = ACCELERATOR_STEP_FRACTION * stats["bytes_limit"] / step_bytes_per_run(problem, spec)
+    return _power_of_two_at_most(fits, 1, ACCELERATOR_BLOCK)
 
 
 def memory_estimate(
@@ -75,9 +113,10 @@ def memory_estimate(
     return data + problem.x.dtype.itemsize * (runs * state + min(block, runs) * step)
 
 
-def available_memory() -> int:
-    """Bytes the default device can hold: its memory limit on an accelerator, physical memory on CPU."""
-    stats = jax.devices()[0].memory_stats() or {}
+def available_memory(device=None) -> int:
+    """Bytes a device (default: the first) can hold: its memory limit on an accelerator
+    (``memory_stats()["bytes_limit"]``), physical memory on CPU."""
+    stats = (device if device is not None else jax.devices()[0]).memory_stats() or {}
     if "bytes_limit" in stats:
         return int(stats["bytes_limit"])
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")

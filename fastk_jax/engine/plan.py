@@ -112,7 +112,7 @@ def make_plan(
             "slowdown", f"needs one entry per worker ({workers}), got shape {np.shape(configs.slowdown)[1:]}"
         )
     runs = num_configs * seeds
-    block = default_block(devices[0].platform) if block is None else block
+    block = default_block(devices[0].platform, problem, spec, devices[0]) if block is None else block
     layout = run_layout(
         problem, spec, runs, grid_points, iteration_grid_points, len(devices), block, keep_runs=keep_runs
     )
