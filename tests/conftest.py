@@ -1,5 +1,6 @@
 """Helpers shared by the tests: a TOML writer for test studies, the base study of the CLI
-tests, the console command in a subprocess, and a memory limit for the memory guard."""
+tests, the console command in a subprocess, and a memory limit for the memory guard; and one
+persistent JAX compilation cache per test process."""
 
 import json
 import math
@@ -7,8 +8,33 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 
-from fastk_jax import engine
+# One persistent compilation cache per test process (each xdist worker), set before JAX is
+# imported and inherited by every subprocess the tests start (the console command, ``python -m
+# fastk_jax``): a program compiles once per worker instead of once per process. A cached program
+# is XLA's executable itself, so it gives the same bits. Per worker, not one for the session: JAX
+# writes an entry in place, so a process could read another's half-written entry of a program both
+# compile at the same moment. A cache set by the user (JAX_COMPILATION_CACHE_DIR) is kept; one
+# made by another test process (the xdist controller, whose environment the workers inherit) is not.
+_cache = None
+if "FASTK_TEST_JIT_CACHE_OF" in os.environ or "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+    _cache = tempfile.mkdtemp(prefix="fastk-jax-test-jit-")
+    os.environ.update(
+        JAX_COMPILATION_CACHE_DIR=_cache,
+        JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",  # every program, however quick to compile
+        JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0",
+        FASTK_TEST_JIT_CACHE_OF=str(os.getpid()),
+    )
+
+
+def pytest_unconfigure(config):
+    """Remove this process's compilation cache (atexit would not: xdist workers end without it)."""
+    if _cache is not None:
+        shutil.rmtree(_cache, ignore_errors=True)
+
+
+from fastk_jax import engine  # (after the cache's environment)
 from fastk_jax.engine import layout
 
 # the installed console script, preferably the one beside this interpreter

@@ -15,7 +15,11 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def run(*cmd, cwd, env=None, timeout=600):
+# without PYTHONPATH: a checkout on it (its fastk_jax.egg-info) would make pip take the wheel for installed already
+OUTSIDE = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+
+
+def run(*cmd, cwd, env=OUTSIDE, timeout=600):
     return subprocess.run([str(c) for c in cmd], check=False, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
 
 
@@ -43,7 +47,7 @@ def installed(tmp_path_factory):
 
 
 def test_the_wheel_lists_and_runs_the_named_studies(installed, tmp_path):
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env = OUTSIDE
     exe = installed / "bin" / "fastk-jax"
     where = run(installed / "bin" / "python", "-c", "import fastk_jax; print(fastk_jax.__file__)", cwd=tmp_path, env=env)
     assert str(installed) in where.stdout, where.stdout + where.stderr  # the wheel's copy, not the checkout
