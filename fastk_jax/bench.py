@@ -288,6 +288,7 @@ def run(
     block: int | None = None,
     matmul_size: int = 2048,
     logistic_iterations: int | None = None,
+    mlp: bool = True,
 ) -> dict[str, Any]:
     """Measure the engine and the reference on the Fig. 3 workload (top-level keys) and the
     logistic one (``"logistic"``, for ``logistic_iterations`` updates, default a third of
@@ -303,12 +304,16 @@ def run(
         w = logistic_workload()
         its = logistic_iterations or max(1, iterations // 3)
         report["logistic"] = measure(w, matmul, seeds, its, reference_seeds, max(1, reference_iterations // 3), block)
+    if mlp:  # an update costs ~60x Fig. 3's: a sixteenth of the seeds, a third of the updates
+        w = mlp_workload()
+        its = max(1, (logistic_iterations or iterations) // 3)
+        report["mlp"] = measure(w, matmul, max(1, seeds // 16), its, reference_seeds, max(1, reference_iterations // 6), block)
     return report
 
 
 def format_report(r: dict[str, Any]) -> str:
     lines = [f"on {r['device']}; float32 matmul {r['matmul_gflops']:.1f} GFLOP/s"]
-    for part in (r, r.get("logistic")):
+    for part in (r, r.get("logistic"), r.get("mlp")):
         if part is None:
             continue
         engine_line = f"  engine     {part['engine_seed_iters_per_s']:12,.0f} seed-iterations/s"

@@ -39,10 +39,20 @@ def test_run_puts_fig3_on_top_and_logistic_under_its_key(monkeypatch):
     assert "Fig. 3" in r["workload"] and "logistic" in r["logistic"]["workload"]
     assert r["matmul_gflops"] == r["logistic"]["matmul_gflops"] > 0  # measured once, in the same run
     json.dumps(r, allow_nan=False)
-    fig3, logistic = seen
+    fig3, logistic, mlp = seen
     assert fig3.problem.x.shape == (50, 40, 100) and len(fig3.policies) == 5
     assert isinstance(logistic.problem, problems.LogisticRegression)
     assert logistic.problem.x.shape == (20, 89, 64) and logistic.problem.num_classes == 10
+    assert "MLP" in r["mlp"]["workload"] and isinstance(mlp.problem, problems.LossProblem)
+    assert mlp.problem.x.shape == (20, 89, 64) and bench._mlp_sizes(mlp.problem) == (64, 64, 10)
+
+
+def test_mlp_flop_count():
+    """A forward pass of 64-64-10 costs 2 (64*64 + 64*10) per row; forward and backward 3x that."""
+    pytest.importorskip("sklearn")
+    p = bench.mlp_workload().problem
+    forward = 2 * (64 * 64 + 64 * 10)
+    assert bench.flops_per_iteration(p, 5) == (3 * forward * 5 * 89 + forward * 1780, 3 * forward * 1780)
 
 
 def test_flop_counts():

@@ -149,3 +149,6 @@ def test_bench_quick_json_reports_both_rates_and_their_ratio():
     assert all(report[k] > 0 for k in keys)
     ratio = report["engine_seed_iters_per_s"] / report["reference_seed_iters_per_s"]
     assert report["speedup_vs_reference"] == pytest.approx(ratio)
+    mlp = report["mlp"]  # the MLP workload: the engine against the NumPy network of the same run
+    assert all(mlp[k] > 0 for k in keys)
+    assert mlp["speedup_vs_reference"] == pytest.approx(mlp["engine_seed_iters_per_s"] / mlp["reference_seed_iters_per_s"])
