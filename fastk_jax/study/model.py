@@ -125,6 +125,11 @@ def _check_classes_present(p, labels, num_classes: int) -> None:
     missing = sorted(set(range(num_classes)) - set(np.unique(labels).tolist()))
     if missing:
         name = p.classes[missing[0]] if p.classes else missing[0]
+        if p.m is None:  # all rows kept: the data (or what the test split left) lacks the class
+            raise DataError(
+                f"problem.classes: class {name} has no rows among the {len(labels)} training rows "
+                "(choose classes that the data holds, or a smaller test_fraction)"
+            )
         raise DataError(
             f"problem.m: class {name} has no rows among the m={len(labels)} rows subsampled: m is too small "
             f"for the {num_classes} classes (use a larger m or fewer classes)"
