@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from fastk_jax.data import (
     load_digits,
     load_mnist,
+    scale_pixels,
     read_idx,
     select_classes,
     subsample,
@@ -361,3 +362,39 @@ def test_subsample_bad_m(m):
 
 def test_subsample_mismatched_rows():
     raises_one_line("subsample", subsample, np.zeros((3, 2)), np.zeros(4), 2, 0)
+
+
+# --------------------------------------------------------------------------- real-data findings
+
+
+def test_load_mnist_unscaled_keeps_bytes_and_scales_to_the_same_values(tmp_path):
+    rng = np.random.default_rng(3)
+    images = rng.integers(0, 256, size=(7, 3, 4), dtype=np.uint8)
+    ip, lp = write_mnist(tmp_path, images, np.arange(7, dtype=np.uint8))
+    x, y = load_mnist(ip, lp)
+    raw, y_raw = load_mnist(ip, lp, scaled=False)
+    assert raw.dtype == np.uint8 and raw.shape == (7, 12) and np.array_equal(y, y_raw)
+    rows = np.array([5, 0, 3])
+    assert np.array_equal(scale_pixels(raw[rows]), x[rows])  # bit for bit
+    assert np.array_equal(x, images.reshape(7, 12).astype(np.float64) / 255.0)  # as before
+
+
+def test_git_lfs_pointer_is_named(tmp_path):
+    pointer = tmp_path / "train-images-idx3-ubyte"
+    pointer.write_text(
+        "version https://git-lfs.github.com/spec/v1\noid sha256:" + "0" * 64 + "\nsize 47040016\n"
+    )
+    message = raises_one_line(pointer.name, read_idx, pointer)
+    assert "is a Git LFS pointer, not the data: run `git lfs pull`" in message
+    ip, lp = write_mnist(tmp_path, np.zeros((4, 2, 2), np.uint8), np.zeros(4, np.uint8))
+    assert "git lfs pull" in raises_one_line(pointer.name, load_mnist, pointer, lp)
+
+
+def test_unfetched_git_annex_link_is_named(tmp_path):
+    link = tmp_path / "train-labels-idx1-ubyte.gz"
+    link.symlink_to("../.git/annex/objects/Xk/9m/SHA256E-s28881--abc.gz/SHA256E-s28881--abc.gz")
+    message = raises_one_line(link.name, read_idx, link)
+    assert "is a git-annex link whose content is not here: run `git annex get`" in message
+    dangling = tmp_path / "other"
+    dangling.symlink_to(tmp_path / "nowhere")  # any other broken link is a missing file
+    assert "no such file" in raises_one_line("other", read_idx, dangling)

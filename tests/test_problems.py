@@ -136,3 +136,40 @@ def test_excess_loss_without_the_hessian_uses_the_shard_losses():
     losses = q.shard_losses(v)
     assert float(problems.excess_loss(q, v, losses)) == pytest.approx(float(jnp.mean(losses) - q.f_star))
     assert float(problems.excess_loss(q, v)) == pytest.approx(float(jnp.mean(losses) - q.f_star))
+
+
+# ---------------------------------------------------------------- the logistic stable-step limit
+
+
+@pytest.mark.parametrize("classes", [1, 3])
+def test_logistic_curvature_bound_is_the_max_hessian_eigenvalue(classes):
+    """``logistic_curvature`` of a shard equals lambda_max of the true Hessian of that shard's
+    loss at w = 0 (p = 1/2: the bound is attained) and bounds it everywhere else."""
+    x, labels = _logistic_data(m=24, d=4, classes=max(classes, 2))
+    x = x + 0.5  # features with a mean, so the bias column couples in
+    reg = 0.05
+    with jax.enable_x64(True):
+        p = problems.logistic_regression(x, labels, 4, reg, classes)
+        bounds = problems.logistic_curvature(np.asarray(p.x), reg, classes)  # (4,) one per shard
+        assert bounds.shape == (4,)
+        hess = jax.jit(jax.hessian(p.shard_loss))
+        top = lambda w, i: float(np.linalg.eigvalsh(np.asarray(hess(w, i)))[-1])  # noqa: E731
+        ws = 2.0 * jax.random.normal(jax.random.key(0), (3, p.num_params), jnp.float64)
+        for i in range(4):
+            assert top(jnp.zeros(p.num_params), i) == pytest.approx(bounds[i], rel=1e-10)
+            assert all(top(w, i) <= bounds[i] * (1 + 1e-12) for w in ws)
+        assert problems.stable_step_limit(p) == pytest.approx(2 / bounds.max(), rel=1e-15)
+
+
+def test_stable_step_limit_is_none_without_a_curvature_bound():
+    x, labels = _logistic_data(m=20, d=3)
+    p = problems.from_loss(lambda w, x, y: jnp.mean((x @ w - y) ** 2), jnp.zeros(3), x, labels.astype(float), 4)
+    assert problems.stable_step_limit(p) is None
+
+
+def test_logistic_optimum_reports_each_class():
+    x, labels = _logistic_data()
+    calls = []
+    f_star, _ = problems.logistic_optimum(x, np.eye(3)[labels], 0.05, progress=lambda *a: calls.append(a))
+    assert [c[:2] for c in calls] == [(1, 3), (2, 3), (3, 3)] and all(c[2] >= 1 for c in calls)
+    assert f_star == problems.logistic_optimum(x, np.eye(3)[labels], 0.05)[0]

@@ -30,7 +30,7 @@ from ..engine import checkpoint
 from ..errors import ConfigError
 from ..io import files, run_folder
 from ..study import fields
-from ..study.build import Configuration, prepare
+from ..study.build import NO_STEP_LIMIT, Configuration, prepare
 from ..study.definition import Study
 from ..study.fields import read_toml
 from ..study.reader import check_name
@@ -95,7 +95,9 @@ def _run_simulation(s: Study, out: Path, quick: bool, every, progress, say) -> P
     partial = checkpoint.partial_folder(out)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        prepared = prepare(s)  # loads the data: bad data fails here, before any output
+        prepared = prepare(s, say)  # loads the data: bad data fails here, before any output
+        if prepared.step_limit is None:
+            say(f"fastk-jax: note: {NO_STEP_LIMIT.format(kind=s.problem.kind)}")
         # the platform too: it sets the default block size, and its kernels set the last bits
         where = {"config": s.resolved, "versions": versions(), "platform": jax.default_backend()}
         fingerprint = checkpoint.fingerprint(where, prepared.problem)

@@ -59,7 +59,7 @@ from ..engine import checkpoint
 from ..errors import ConfigError, FastkError
 from ..io import files, run_folder
 from ..study import fields
-from ..study.build import Configuration, build_problem, check_step_size, configurations
+from ..study.build import NO_STEP_LIMIT, Configuration, build_problem, check_step_size, configurations
 from ..versions import versions
 from . import execute
 
@@ -341,10 +341,12 @@ def run_sweep(
     rows = []
     for p in pts:
         pkey = json.dumps(p.study.resolved["problem"], sort_keys=True)
-        if pkey not in problems:
-            problems[pkey] = build_problem(p.study.problem)
+        new_problem = pkey not in problems
+        if new_problem:
+            problems[pkey] = build_problem(p.study.problem, say)
         problem = problems[pkey]
-        check_step_size(p.study, problem)
+        if check_step_size(p.study, problem) is None and new_problem:
+            say(f"fastk-jax: note: {NO_STEP_LIMIT.format(kind=p.study.problem.kind)}")
         for conf in configurations(p.study, problem):
             key = _key(conf, p.study)
             if key not in unique:

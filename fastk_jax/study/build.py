@@ -18,9 +18,10 @@ from .definition import Study
 from .model import MLP, BoundOptimal, Delays, Fixed, Linear, Logistic, Oracle, Policy
 
 
-def build_problem(p: Linear | Logistic | MLP) -> problems.Problem:
-    """The problem, data loaded and F* computed (may raise DataError): its kind's ``build``."""
-    return p.build()
+def build_problem(p: Linear | Logistic | MLP, say=None) -> problems.Problem:
+    """The problem, data loaded and F* computed (may raise DataError): its kind's ``build``;
+    ``say`` receives progress lines of a long step (F* by Newton's method on MNIST)."""
+    return p.build(say=say)
 
 
 def delay_law(d: dict, batch_size: int) -> delays.DelayLaw:
@@ -136,16 +137,24 @@ def metrics_of(study: Study, problem: problems.Problem | None = None) -> tuple[s
     return ("error",) if study.problem.knows_f_star else ("loss",)
 
 
-def check_step_size(study: Study, problem: problems.Problem) -> None:
-    """Warn when a step size is above the stable limit of a least-squares problem."""
-    if isinstance(problem, problems.LinearRegression):
-        limit = problems.stable_step_limit(problem)
-        for eta in study.run.etas:
-            if eta >= limit:
-                warnings.warn(
-                    f"run.eta={eta:g} is above the stable limit 2/max_i L_i = {limit:.4g} of this problem: runs may diverge",
-                    stacklevel=2,
-                )
+NO_STEP_LIMIT = "no stable step-size limit is known for this problem ({kind}): run.eta is not checked"
+
+
+def check_step_size(study: Study, problem: problems.Problem) -> float | None:
+    """Warn (a ``UserWarning``) for each step size at or above the problem's stable limit
+    2 / max_i L_i (``problems.stable_step_limit``: least squares and logistic regression, whose
+    curvature is bounded), and return the limit; None where no curvature bound is known (a
+    network). That case is not a warning (nothing is wrong, and every MLP study would print
+    it): the command line says it once as a note (``NO_STEP_LIMIT``)."""
+    limit = problems.stable_step_limit(problem)
+    for eta in study.run.etas if limit is not None else ():
+        if eta >= limit:
+            warnings.warn(
+                f"run.eta={eta:g} is above the stable limit 2/max_i L_i = {limit:.4g} of this problem "
+                f"({eta / limit:.2g}x): runs may diverge",
+                stacklevel=2,
+            )
+    return limit
 
 
 class Prepared(NamedTuple):
@@ -153,17 +162,19 @@ class Prepared(NamedTuple):
 
     problem: problems.Problem
     configurations: list[Configuration]
+    step_limit: float | None = None  # 2 / max_i L_i, None: no curvature bound known
 
     @property
     def labels(self) -> list[str]:
         return [c.label for c in self.configurations]
 
 
-def prepare(study: Study) -> Prepared:
-    """Load the data and build everything a run needs (may raise DataError)."""
-    problem = build_problem(study.problem)
-    check_step_size(study, problem)
-    return Prepared(problem, configurations(study, problem))
+def prepare(study: Study, say=None) -> Prepared:
+    """Load the data and build everything a run needs (may raise DataError); ``say``: progress
+    lines of a long step."""
+    problem = build_problem(study.problem, say)
+    limit = check_step_size(study, problem)
+    return Prepared(problem, configurations(study, problem), limit)
 
 
 def same_cluster(a: Delays, b: Delays) -> bool:

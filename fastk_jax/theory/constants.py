@@ -36,7 +36,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..core.problems import LinearRegression, LogisticRegression, Problem, logistic_optimum
+from ..core.problems import LinearRegression, LogisticRegression, Problem, logistic_curvature, logistic_optimum
 
 
 class ProblemConstants(NamedTuple):
@@ -111,7 +111,7 @@ def _logistic(problem: LogisticRegression, w0: np.ndarray, gap: float, samples: 
     reg = float(problem.reg)
     xa = np.concatenate([x.reshape(n * s, d), np.ones((n * s, 1))], axis=1)
     reg_diag = np.diag(np.r_[np.full(d, reg), 0.0])
-    lipschitz = float(np.linalg.eigvalsh(xa.T @ xa / (4 * n * s) + reg_diag)[-1]) / classes
+    lipschitz = float(logistic_curvature(x.reshape(n * s, d), reg, classes))
 
     _, packed = logistic_optimum(xa[:, :d], y.reshape(n * s, classes), reg)
     w_star = packed
