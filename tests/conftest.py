@@ -28,10 +28,19 @@ if "FASTK_TEST_JIT_CACHE_OF" in os.environ or "JAX_COMPILATION_CACHE_DIR" not in
     )
 
 
+# F* of the logistic problems is cached on disk (``io.cache``): the tests keep theirs in a folder
+# of their own, not in the user's ~/.cache, and start from an empty one
+_fstar_cache = None
+if "FASTK_CACHE_DIR" not in os.environ:
+    _fstar_cache = tempfile.mkdtemp(prefix="fastk-jax-test-cache-")
+    os.environ["FASTK_CACHE_DIR"] = _fstar_cache
+
+
 def pytest_unconfigure(config):
-    """Remove this process's compilation cache (atexit would not: xdist workers end without it)."""
-    if _cache is not None:
-        shutil.rmtree(_cache, ignore_errors=True)
+    """Remove this process's caches (atexit would not: xdist workers end without it)."""
+    for folder in (_cache, _fstar_cache):
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 from fastk_jax import engine  # (after the cache's environment)
