@@ -28,7 +28,7 @@ if "FASTK_TEST_JIT_CACHE_OF" in os.environ or "JAX_COMPILATION_CACHE_DIR" not in
     )
 
 
-# F* of the logistic problems is cached on disk (``io.cache``): the tests keep theirs in a folder
+# F* of the logistic problems is cached on disk (``study.fstar_cache``): the tests keep theirs in a folder
 # of their own, not in the user's ~/.cache, and start from an empty one
 _fstar_cache = None
 if "FASTK_CACHE_DIR" not in os.environ:

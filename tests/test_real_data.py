@@ -14,7 +14,7 @@ import pytest
 from fastk_jax import data
 from fastk_jax.core import problems
 from fastk_jax.errors import DataError
-from fastk_jax.io import cache
+from fastk_jax.study import fstar_cache as cache
 from fastk_jax.study.build import check_step_size
 from fastk_jax.study.definition import Study
 from fastk_jax.study.model import MLP, Logistic, _load_images

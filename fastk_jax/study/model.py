@@ -168,10 +168,10 @@ class Logistic:
 
     def build(self, say=None):
         """The problem with its data loaded and F* computed (may raise DataError): F* from the
-        cache on disk where this data has been solved before (``io.cache``), else by Newton's
+        cache on disk where this data has been solved before (``study.fstar_cache``), else by Newton's
         method, with progress lines to ``say`` when it takes more than a second."""
         from ..core import problems
-        from ..io import cache
+        from . import fstar_cache as cache
 
         x, labels, test, classes = _load_images(self)
         _check_classes_present(self, labels, classes)
