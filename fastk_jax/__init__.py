@@ -92,13 +92,14 @@ if TYPE_CHECKING:  # pragma: no cover
         Weibull,
         make_law,
     )
-    from .core.policies import KPolicy, adaptive, fixed, schedule
     from .core.networks import mlp_classifier
+    from .core.policies import KPolicy, adaptive, fixed, schedule
     from .core.problems import METRICS, from_loss
     from .core.spec import RunSpec, SimConfig, stack_configs
     from .engine import Progress, Simulation, simulate
     from .runner.execute import run
     from .study import (
+        MLP,
         Adaptive,
         BoundOptimal,
         Delays,
@@ -110,7 +111,6 @@ if TYPE_CHECKING:  # pragma: no cover
         Logistic,
         LossRatio,
         Markov,
-        MLP,
         Oracle,
         Report,
         Run,
@@ -138,6 +138,8 @@ def __dir__():
 
 
 __all__ = [
+    "METRICS",
+    "MLP",
     "Adaptive",
     "BoundOptimal",
     "ConfigError",
@@ -173,8 +175,10 @@ __all__ = [
     "adaptive",
     "delays",
     "fixed",
+    "from_loss",
     "load",
     "make_law",
+    "mlp_classifier",
     "run",
     "schedule",
     "simulate",

@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 from fastk_jax.data import (
     load_digits,
     load_mnist,
-    scale_pixels,
     read_idx,
+    scale_pixels,
     select_classes,
     subsample,
     synthetic_linear,

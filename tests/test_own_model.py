@@ -85,7 +85,7 @@ def test_a_user_loss_steps_by_the_mean_gradient_of_the_fastest_k_shards():
                 up, down = ws[j].copy(), ws[j].copy()
                 up[e] += h
                 down[e] -= h
-                f = lambda v: huber_numpy(v[1:], v[0], xs[i], ys[i])  # noqa: E731  (leaves in key order: b, w)
+                f = lambda v: huber_numpy(v[1:], v[0], xs[i], ys[i])
                 grad[e] += (f(up) - f(down)) / (2 * h) / k
         np.testing.assert_allclose(ws[j + 1], ws[j] - eta * grad, rtol=0, atol=tolerance)
     # the recorded loss is F(w_j) of the full objective
@@ -259,7 +259,6 @@ def test_test_metrics_need_held_out_rows_and_bound_optimal_needs_a_convex_proble
 
 def test_an_mlp_study_round_trips_through_toml():
     from fastk_jax.study.definition import Study
-
     from fastk_jax.study.fields import tomllib
 
     s = Study.from_table(_mlp_study(run={"metrics": ["loss", "test_accuracy"]}, figure={"metrics": ["loss", "test_accuracy"]}))

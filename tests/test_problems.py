@@ -153,7 +153,7 @@ def test_logistic_curvature_bound_is_the_max_hessian_eigenvalue(classes):
         bounds = problems.logistic_curvature(np.asarray(p.x), reg, classes)  # (4,) one per shard
         assert bounds.shape == (4,)
         hess = jax.jit(jax.hessian(p.shard_loss))
-        top = lambda w, i: float(np.linalg.eigvalsh(np.asarray(hess(w, i)))[-1])  # noqa: E731
+        top = lambda w, i: float(np.linalg.eigvalsh(np.asarray(hess(w, i)))[-1])
         ws = 2.0 * jax.random.normal(jax.random.key(0), (3, p.num_params), jnp.float64)
         for i in range(4):
             assert top(jnp.zeros(p.num_params), i) == pytest.approx(bounds[i], rel=1e-10)

@@ -14,6 +14,7 @@ from ..core.curves import Band, band
 from ..errors import FastkError
 from ..io.files import read_arrays
 
+
 def band_names(metrics: tuple[str, ...] = ("error",)) -> tuple[str, ...]:
     """The bands of results recording ``metrics``: the tracked one (the first) on the time grid,
     with its iteration-grid curve ``iter_NAME`` and the levels reached; k and the communication;

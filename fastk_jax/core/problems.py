@@ -34,6 +34,7 @@ an unbiased estimate of grad F under iid delays.
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 import math
 import warnings
@@ -68,7 +69,7 @@ def split_shards(x: np.ndarray, y: np.ndarray, n: int) -> tuple[np.ndarray, np.n
     return x[:keep].reshape(n, s, *x.shape[1:]), y[:keep].reshape(n, s, *y.shape[1:])
 
 
-class Problem:
+class Problem(abc.ABC):
     """The protocol every problem follows (see the module docstring). A subclass is a frozen
     dataclass registered as a JAX pytree with array fields ``x`` (n, s, ...) and ``f_star`` ()
     (NaN: unknown), optional ``test_x``, ``test_y``, and defines ``loss``; the shard and row
@@ -82,9 +83,9 @@ class Problem:
 
     # ---- what a problem defines
 
+    @abc.abstractmethod
     def loss(self, w: Array, x: Array, y: Array) -> Array:
         """The mean loss over rows ``x`` (b, ...) with targets ``y`` (b, ...) at model ``w``."""
-        raise NotImplementedError
 
     @property
     def targets(self) -> Array:
@@ -95,8 +96,9 @@ class Problem:
         return jnp.zeros(self.num_params, self.x.dtype)
 
     @property
+    @abc.abstractmethod
     def num_params(self) -> int:
-        raise NotImplementedError
+        """Entries of the flat model vector."""
 
     def predict(self, w: Array, x: Array) -> Array | None:
         """Class scores (b, C) of rows ``x`` for the accuracy metric; None: not a classifier."""
@@ -117,7 +119,7 @@ class Problem:
 
     def rows_loss(self, w: Array, rows: Array) -> Array:
         """The mean loss over ``rows``, flat indices into the n*s kept rows (a mini-batch)."""
-        flat = lambda a: a.reshape((-1,) + a.shape[2:])  # noqa: E731
+        flat = lambda a: a.reshape((-1,) + a.shape[2:])
         return self.loss(w, flat(self.x)[rows], flat(self.targets)[rows])
 
     @property
@@ -367,7 +369,7 @@ def logistic_optimum(
             raise DataError(f"class {u} has {which} positive rows among the {m} rows: F* is not attained")
         v = np.zeros(d + 1)
         f = objective(v, t)
-        for iterations in range(100):  # noqa: B007 (reported below)
+        for iterations in range(100):
             p = 0.5 * (1.0 + np.tanh(0.5 * (xa @ v)))  # sigmoid, stable for large |z|
             grad = xa.T @ (p - t) / m + reg_diag * v
             hess = (xa.T * (p * (1 - p))) @ xa / m + np.diag(reg_diag)
@@ -484,7 +486,7 @@ def from_loss(
     if layout.size == 0:
         raise DataError("the parameters have no entries")
     xs, ys = split_shards(np.asarray(x), np.asarray(y), n)
-    cast = lambda a: jnp.asarray(a, dtype) if np.issubdtype(np.asarray(a).dtype, np.floating) else jnp.asarray(a)  # noqa: E731
+    cast = lambda a: jnp.asarray(a, dtype) if np.issubdtype(np.asarray(a).dtype, np.floating) else jnp.asarray(a)
     test_x, test_y = (None, None) if test is None else (cast(test[0]), cast(test[1]))
     return LossProblem(
         x=cast(xs),
@@ -527,6 +529,22 @@ METRICS = {  # what the curves can record at each model w_j, by name
     "test_accuracy": "the fraction of held-out rows classified right",
 }
 HIGHER_IS_BETTER = frozenset({"test_accuracy"})
+
+
+def metric_names_problem(names) -> str | None:
+    """Why ``names`` cannot be a run's metrics (unknown, repeated, or a first, tracked one that
+    rises as runs improve), or None when they can."""
+    if not names or len(set(names)) != len(names):
+        return f"needs one or more distinct names, got {list(names)}"
+    for name in names:
+        if name not in METRICS:
+            return f"unknown metric {name!r}; known: {', '.join(METRICS)}"
+    if names[0] in HIGHER_IS_BETTER:
+        return (
+            f"the first metric is the tracked one (divergence, levels reached) and must fall as runs improve; "
+            f"{names[0]!r} rises: put it after another"
+        )
+    return None
 
 
 def metric_problem(problem: Problem, name: str) -> str | None:

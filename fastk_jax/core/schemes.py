@@ -66,9 +66,9 @@ import optax
 
 from ..errors import ConfigError
 from . import policies
-from .curves import Out
 from . import problems as problems_
-from .problems import METRICS, Problem
+from .curves import Out
+from .problems import Problem
 from .spec import RunSpec, SimConfig
 
 Array = jax.Array
@@ -96,17 +96,9 @@ def check(spec: RunSpec) -> None:
         raise ConfigError("run.batch_size", f"must be >= 1, got {spec.batch_size}")
     if spec.staleness_bins < 2:
         raise ConfigError("run.staleness_bins", f"must be >= 2, got {spec.staleness_bins}")
-    if not spec.metrics or len(set(spec.metrics)) != len(spec.metrics):
-        raise ConfigError("run.metrics", f"needs one or more distinct names, got {list(spec.metrics)}")
-    for name in spec.metrics:
-        if name not in METRICS:
-            raise ConfigError("run.metrics", f"unknown metric {name!r}; known: {', '.join(METRICS)}")
-    if spec.metrics[0] in problems_.HIGHER_IS_BETTER:
-        raise ConfigError(
-            "run.metrics",
-            f"the first metric is the tracked one (divergence, levels reached) and must fall as runs improve; "
-            f"{spec.metrics[0]!r} rises: put it after another",
-        )
+    problem_says = problems_.metric_names_problem(spec.metrics)
+    if problem_says:
+        raise ConfigError("run.metrics", problem_says)
 
 
 def is_batch(spec: RunSpec) -> bool:

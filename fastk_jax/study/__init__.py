@@ -16,6 +16,7 @@ from .build import Configuration, Prepared, build_problem, configurations, delay
 from .definition import Study
 from .fields import read_toml, tomllib
 from .model import (
+    MLP,
     POLICIES,
     PROBLEMS,
     Adaptive,
@@ -25,7 +26,6 @@ from .model import (
     Figure,
     Fixed,
     GradientNorm,
-    MLP,
     Linear,
     Logistic,
     LossRatio,
@@ -50,6 +50,7 @@ def load_study(path: str | Path, seeds: int | None = None, quick: bool = False) 
 
 
 __all__ = [
+    "MLP",
     "POLICIES",
     "PROBLEMS",
     "Adaptive",
@@ -61,7 +62,6 @@ __all__ = [
     "Fixed",
     "GradientNorm",
     "Linear",
-    "MLP",
     "Logistic",
     "LossRatio",
     "Markov",

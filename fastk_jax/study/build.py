@@ -15,7 +15,7 @@ from ..core import delays, policies, problems
 from ..core.spec import RunSpec, SimConfig, Straggle
 from ..errors import ConfigError
 from .definition import Study
-from .model import MLP, BoundOptimal, Delays, Fixed, Linear, Logistic, Oracle, Policy
+from .model import MLP, BoundOptimal, Delays, Fixed, Linear, Logistic, Oracle, Policy, default_metrics
 
 
 def build_problem(p: Linear | Logistic | MLP, say=None) -> problems.Problem:
@@ -134,7 +134,7 @@ def metrics_of(study: Study, problem: problems.Problem | None = None) -> tuple[s
         return tuple(study.run.metrics)
     if problem is not None:
         return problems.default_metrics(problem)
-    return ("error",) if study.problem.knows_f_star else ("loss",)
+    return default_metrics(type(study.problem))
 
 
 NO_STEP_LIMIT = "no stable step-size limit is known for this problem ({kind}): run.eta is not checked"

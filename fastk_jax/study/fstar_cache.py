@@ -21,6 +21,7 @@ Progress: when the computation has run for more than a second, a line per class 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -79,10 +80,8 @@ def _write(path: Path, key: str, value: float) -> None:
         pass  # a read-only or full cache costs the next run the computation, nothing else
     finally:
         if tmp is not None:
-            try:
+            with contextlib.suppress(OSError):  # already renamed into place, or never made
                 os.unlink(tmp)
-            except OSError:
-                pass
 
 
 def optimum(x: np.ndarray, targets: np.ndarray, reg: float, say: Callable[[str], None] | None = None) -> float:

@@ -105,10 +105,10 @@ def _load_images(p) -> tuple[Any, Any, Any, int]:
 
     if p.dataset == "digits":
         pixels, labels = data.load_digits()
-        rows_of = lambda i: pixels[i]  # noqa: E731
+        rows_of = lambda i: pixels[i]
     else:
         pixels, labels = data.load_mnist(p.images, p.labels, scaled=False)
-        rows_of = lambda i: data.scale_pixels(pixels[i])  # noqa: E731
+        rows_of = lambda i: data.scale_pixels(pixels[i])
     classes = tuple(p.classes) if p.classes else None
     index, labels = data.select_classes(np.arange(labels.shape[0]), labels, classes)
     test = None
@@ -245,6 +245,12 @@ class MLP:
 
 
 PROBLEMS: dict[str, type] = {"linear": Linear, "logistic": Logistic, "mlp": MLP}
+
+
+def default_metrics(kind: type) -> tuple[str, ...]:
+    """What a problem kind records unless [run] metrics says: F - F* where it knows F*, else the
+    training loss (``core.problems.default_metrics`` for a built problem)."""
+    return ("error",) if kind.knows_f_star else ("loss",)
 
 # ---------------------------------------------------------------- clusters
 

@@ -32,7 +32,7 @@ from ..core import delays, policies, schemes
 from ..core.spec import OPTIMIZERS, Straggle
 from ..errors import ConfigError
 from .fields import INT_MAX, MAX_DATA_ENTRIES, TIME_RANGE, is_number, no_extra, number, read_toml, show, string, table
-from .model import POLICIES, PROBLEMS, Policy
+from .model import POLICIES, PROBLEMS, Policy, default_metrics
 
 __all__ = ["INT_MAX", "MAX_DATA_ENTRIES", "TIME_RANGE", "read_toml", "resolve_tables"]
 
@@ -90,7 +90,7 @@ def resolve_tables(raw: dict, seeds: int | None = None, default_name: str = "stu
         raise ConfigError("policy", f"labels must be distinct, got {labels}")
     figure = _resolve_figure(raw.get("figure", {}))
     report = _resolve_report(raw.get("report", {}), labels)
-    recorded = run["metrics"] or (["error"] if PROBLEMS[problem["kind"]].knows_f_star else ["loss"])
+    recorded = run["metrics"] or list(default_metrics(PROBLEMS[problem["kind"]]))
     if report.get("metric", recorded[0]) not in recorded:
         raise ConfigError("report.metric", f"{report['metric']!r} is not recorded; run.metrics: {', '.join(recorded)}")
     if "reference" in report and report.get("metric", recorded[0]) != recorded[0]:
@@ -394,19 +394,15 @@ def _resolve_run(t: dict, seeds: int | None) -> dict:
 def _metrics(value: Any) -> list[str] | None:
     """[run] metrics: names from ``core.problems.METRICS``, distinct; the first is tracked (the
     divergence test, the levels reached, the iteration grid) and must fall as runs improve."""
-    from ..core.problems import HIGHER_IS_BETTER, METRICS
+    from ..core.problems import metric_names_problem
 
     if value is None:
         return None
     if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
         raise ConfigError("run.metrics", f"must be a list of metric names, got {show(value)}")
-    for name in value:
-        if name not in METRICS:
-            raise ConfigError("run.metrics", f"unknown metric {name!r}; known: {', '.join(METRICS)}")
-    if len(set(value)) != len(value):
-        raise ConfigError("run.metrics", f"the metrics must be distinct, got {value}")
-    if value[0] in HIGHER_IS_BETTER:
-        raise ConfigError("run.metrics", f"the first metric is tracked and must fall as runs improve; {value[0]!r} rises")
+    problem_says = metric_names_problem(value)
+    if problem_says:
+        raise ConfigError("run.metrics", problem_says)
     return list(value)
 
 
