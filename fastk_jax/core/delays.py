@@ -261,6 +261,17 @@ class Trace:
         row = jnp.minimum(jnp.floor(u * counts), counts - 1).astype(jnp.int32)  # u * count may round up to count
         return table[row, worker]
 
+    def sample_workers(self, key: Array, workers: Array) -> Array:
+        """One draw for each entry of ``workers`` (int, any shape), from that worker's column (the
+        one pool when c == 1); for ``workers`` = arange(c) along axis 0 the same numbers as
+        ``sample(key, workers.shape)``."""
+        table = jnp.asarray(self.table)
+        column = jnp.zeros_like(workers) if table.shape[-1] == 1 else workers
+        counts = jnp.asarray(self.counts)[column]
+        u = jax.random.uniform(key, workers.shape)
+        row = jnp.minimum(jnp.floor(u * counts), counts - 1).astype(jnp.int32)
+        return table[row, column]
+
     def worker_means(self) -> Array:
         """(c,) each column's mean over its valid rows (leading axes: stacked laws)."""
         table, counts = jnp.asarray(self.table), jnp.asarray(self.counts)

@@ -65,7 +65,7 @@ import jax.numpy as jnp
 import optax
 
 from ..errors import ConfigError
-from . import policies
+from . import cluster, policies
 from . import problems as problems_
 from .curves import Out
 from .problems import Problem
@@ -149,8 +149,8 @@ class Draws(NamedTuple):
 
 
 def _sample(config: SimConfig, key: Array, shape: tuple[int, ...]) -> Array:
-    slowdown = config.slowdown.reshape((-1,) + (1,) * (len(shape) - 1))
-    return slowdown * config.delay.sample(key, shape)
+    """Durations of computations by the whole cluster, row i worker i's (before the straggle chain)."""
+    return cluster.durations(config, key, cluster.whole_cluster(shape[0], *shape[1:]), None)
 
 
 def iteration_draws(config: SimConfig, key: Array, spec: RunSpec, num_rows: int) -> Draws:
@@ -184,7 +184,7 @@ def _num_rows(problem: Problem) -> int:
 
 def _slowed(config: SimConfig, slow: Array, delays: Array) -> Array:
     """Delays (n, ...) of workers, the slow ones multiplied by the straggle chain's factor."""
-    factor = jnp.where(slow, config.straggle.slow, 1.0).astype(delays.dtype)
+    factor = cluster.straggle_factor(config, slow).astype(delays.dtype)
     return delays * factor.reshape((-1,) + (1,) * (delays.ndim - 1))
 
 
