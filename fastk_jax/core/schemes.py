@@ -16,21 +16,23 @@ scheme             a learner that pushed within an iteration  at the update
 ``k_sync`` is fastest-k SGD, eq. (5) of the adaptive paper (K = n: fully synchronous SGD);
 ``k_batch_async`` with k = 1 is fully asynchronous SGD.
 
-**One step is one update, with fixed shapes.** Each learner can push at most R times in one
-iteration (R = the largest k of the policies, at most n, for the batch schemes; else 1). The step lays out an arrival matrix A (n, R):
-A[i, r] is the time of learner i's (r+1)-th push in this iteration. With cancelling schemes
-every computation starts at t_j on w_j, so A[i, :] is t_j plus the cumulative sum of fresh
-delays. Without cancelling, A[i, 0] is the learner's pending computation (started earlier, on
-the model it read then: ``Pending``), and later pushes of a batch scheme are chained on. The
-master takes the k earliest arrivals (ties: lower flat index i R + r first) and t_(j+1) is
-the k-th. Shapes never depend on k: everything is masked.
+**One step is one update, with fixed shapes.** The cancelling schemes (``_sync_step``) start
+every computation at t_j on w_j: each learner can push at most R times in one iteration (R =
+the largest k of the policies, at most n, for ``k_batch_sync``; else 1), so the step lays out an
+arrival matrix A (n, R), A[i, r] = t_j plus the cumulative sum of learner i's first r+1 fresh
+delays, and takes the k earliest (ties: lower flat index i R + r first); t_(j+1) is the k-th.
+The schemes that do not cancel (``_event_step``) keep each learner's pending computation
+(``Pending``: when it pushes, the model version it read) and take the update's arrivals one
+event at a time: the earliest pending computation pushes (ties: lower learner index), and only
+that learner's row changes. A loop of fixed length (the largest k) masks the events past k.
+Shapes never depend on k.
 
 **Gradients.** Arrival (i, r) is the gradient of learner i's shard (``gradients = "shard"``,
 the adaptive paper; a learner's repeated pushes give its shard again) or of a mini-batch of
 b rows drawn uniformly with replacement from all rows (``"minibatch"``, the async paper),
-at the model it was computed at. Those at w_j come from one reverse pass over the weighted
-shard (or row) losses, which also gives F(w_j); stale ones from a pass per learner at the
-model it holds. The update is w_(j+1) = w_j - eta * tx((1/k) sum_a s_a g_a), with the step-size
+at the model it was computed at. The cancelling schemes take them at w_j in one reverse pass
+over the weighted shard (or row) losses, which also gives F(w_j); the others take one gradient
+per event, at the model its learner read. The update is w_(j+1) = w_j - eta * tx((1/k) sum_a s_a g_a), with the step-size
 factor s_a of the learning-rate rule:
 
 * ``fixed``: s_a = 1;
@@ -40,20 +42,22 @@ factor s_a of the learning-rate rule:
   (the delay-adaptive rate of later asynchronous-SGD work).
 
 **After the update** (no cancelling): with ``k_async`` the k pushers restart at t_(j+1) on
-w_(j+1). With ``k_batch_async`` a learner that pushed c times goes on with its chain arrival c
-(its next pending computation), on the model current right after its last push: w_(j+1) for
-the learner whose push triggered the update (the master updates on receipt), w_j otherwise.
+w_(j+1). With ``k_batch_async`` a learner starts again at once after each push, on the model
+current then: w_j, or w_(j+1) for the learner whose push triggered the update (the master
+updates on receipt).
 
 **Communication**: ``downloads`` counts gradients received (k per update), ``fetches`` model
 vectors sent to learners, including those sent at t_j: n at t = 0, then n per update for the
 cancelling schemes (the broadcast of w_(j+1)), k for ``k_async`` and ``k_batch_async`` (one
 fetch per pusher).
 
-**Randomness**: iteration j of a run uses the key fold_in(run key, j): its first sub-draw is
-the column of n fresh delays (exactly fastest-k's draw), then further delay columns, restart
-delays and mini-batch rows from fold_in(that key, 1..4); the first computations of the async
-schemes from fold_in(fold_in(run key, 0), 5 and 6). ``draws`` returns them all, so the NumPy
-reference (``reference_schemes``) runs on the very same numbers.
+**Randomness**: iteration j of a run uses the key key_j = fold_in(run key, j). The cancelling
+schemes draw from it the column of n fresh delays (exactly fastest-k's draw), then further
+delay columns, restart delays and mini-batch rows from fold_in(key_j, 1..4). The others draw
+each computation on its own: the one learner i starts after its (c+1)-th push of iteration j
+from ``event_keys(key_j, n, i, c)``, so its numbers depend on (j, i, c) alone. The first
+computations of the async schemes come from fold_in(fold_in(run key, 0), 5 and 6). ``draws``
+returns them all, so the NumPy reference (``reference_schemes``) runs on the very same numbers.
 """
 
 from __future__ import annotations
@@ -154,8 +158,27 @@ def _sample(config: SimConfig, key: Array, shape: tuple[int, ...]) -> Array:
 
 
 def iteration_draws(config: SimConfig, key: Array, spec: RunSpec, num_rows: int) -> Draws:
-    """Iteration j's draws from key = fold_in(run key, j)."""
-    n, r, b = spec.n, pushes_per_learner(spec), spec.batch_size
+    """Iteration j's draws from key = fold_in(run key, j), in the layout of ``Draws``.
+
+    The cancelling schemes draw them as laid out (the first column of delays is fastest-k's
+    draw). The others draw one computation at a time (``event_keys``); this gives the same
+    numbers in the per-learner layout for the NumPy reference: delays[i, r] and rows[i, r] are
+    those of the computation learner i starts after its (r+1)-th push, with R = n pushes for the
+    batch schemes (whatever ``spec.max_k``), restart[i] those after its last (R-th) push (the
+    first for ``k_async``). The straggle chain is not in them (the step applies it)."""
+    n, b = spec.n, spec.batch_size
+    if not cancels(spec):
+        r = n if is_batch(spec) else 1
+
+        def one(i, c):
+            key_time, key_rows = event_keys(key, n, i, c)
+            duration = cluster.durations(config, key_time, i, None)
+            return duration, jax.random.randint(key_rows, (b,), 0, num_rows, jnp.int32)
+
+        grid = jax.vmap(jax.vmap(one, in_axes=(None, 0)), in_axes=(0, None))
+        delays, rows = grid(jnp.arange(n, dtype=jnp.int32), jnp.arange(r, dtype=jnp.int32))
+        return Draws(delays=delays, restart=delays[:, -1], rows=rows, restart_rows=rows[:, -1])
+    r = pushes_per_learner(spec)
     first = _sample(config, key, (n,))  # fastest-k's draw: column 0
     columns = [first[:, None]]
     if r > 1:
@@ -286,75 +309,55 @@ def _factors(spec: RunSpec, config: SimConfig, staleness: Array, distance2: Arra
 def step(
     state: State, config: SimConfig, problem: Problem, tx: optax.GradientTransformation, spec: RunSpec
 ) -> tuple[State, Out]:
+    """One update: the cancelling schemes lay out an arrival matrix (``_sync_step``), the others
+    take their k arrivals one event at a time (``_event_step``)."""
+    return (_sync_step if cancels(spec) else _event_step)(state, config, problem, tx, spec)
+
+
+def _sync_step(
+    state: State, config: SimConfig, problem: Problem, tx: optax.GradientTransformation, spec: RunSpec
+) -> tuple[State, Out]:
+    """The cancelling schemes: every computation starts at t_j on w_j (module docstring)."""
     n, j, w = spec.n, state.iteration, state.w
-    batch, cancel = is_batch(spec), cancels(spec)
     k = policies.current_k(config.policy, state.policy, state.time, j)
     kf = k.astype(w.dtype)
     key_j = jax.random.fold_in(state.key, j)
     draws = iteration_draws(config, key_j, spec, _num_rows(problem))
-    draws = draws._replace(  # computations started now run at the workers' current speeds
-        delays=_slowed(config, state.slow, draws.delays), restart=_slowed(config, state.slow, draws.restart)
-    )
-    delays = draws.delays.astype(w.dtype)
+    delays = _slowed(config, state.slow, draws.delays).astype(w.dtype)  # at the workers' current speeds
 
-    # 1. the arrival matrix: times relative to t_j when cancelling (ranks then follow the delays
-    #    exactly, as in fastest-k), absolute otherwise; and which arrivals are at w_j
-    if cancel:
-        arrivals = jnp.cumsum(delays, axis=1)
-        current = jnp.ones(arrivals.shape, bool)
-    else:
-        first = state.pending.finish[:, None]
-        arrivals = jnp.concatenate([first, first + jnp.cumsum(delays[:, :-1], axis=1)], axis=1) if batch else first
-        current = jnp.arange(arrivals.shape[1]) > 0  # only chained pushes of a batch scheme
-        current = jnp.broadcast_to(current, arrivals.shape)
-    selected, kth, trigger = select_earliest(arrivals, k)
-    t_next = state.time + kth if cancel else kth
+    # 1. the arrival matrix, times relative to t_j (ranks then follow the delays exactly, as in fastest-k)
+    arrivals = jnp.cumsum(delays, axis=1)
+    selected, kth, _ = select_earliest(arrivals, k)
+    t_next = state.time + kth
 
-    # 2. the gradient: pushes at w_j in one reverse pass (which also gives F(w_j)), stale ones per learner
-    weight_now = (selected & current).astype(w.dtype) / kf  # (n, R); factor 1: fresh
-    most = min(n, spec.max_k or n)  # at most this many gradients are applied: compute only those
+    # 2. the gradient at w_j, in one reverse pass (which also gives F(w_j))
+    weight = selected.astype(w.dtype) / kf  # (n, R)
     if spec.gradients == "minibatch":
-        rows_now = draws.rows if cancel else jnp.roll(draws.rows, 1, axis=1)  # chain push r uses rows r - 1
-        chosen = _first(weight_now.reshape(-1) > 0, most)
-        rows_now = rows_now.reshape(-1, spec.batch_size)[chosen]
+        most = min(n, spec.max_k or n)  # at most this many gradients are applied: compute only those
+        chosen = _first(weight.reshape(-1) > 0, most)
+        rows = draws.rows.reshape(-1, spec.batch_size)[chosen]
         losses = None  # F(w_j) from excess_loss alone
-        _, pullback = jax.vjp(lambda v: jax.vmap(lambda rows: problem.rows_loss(v, rows))(rows_now), w)
-        (grad,) = pullback(weight_now.reshape(-1)[chosen])
-    elif cancel or batch:
+        _, pullback = jax.vjp(lambda v: jax.vmap(lambda r: problem.rows_loss(v, r))(rows), w)
+        (grad,) = pullback(weight.reshape(-1)[chosen])
+    else:
         losses, pullback = jax.vjp(problem.shard_losses, w)
-        (grad,) = pullback(weight_now.sum(axis=1))
-    else:  # k_async: no push is at w_j
-        losses, grad = None, jnp.zeros_like(w)
-    stale = jnp.zeros(n, jnp.int32)  # staleness of column 0 (the other columns are at w_j)
-    if not cancel:
-        p = state.pending
-        stale = j - p.version
-        distance2 = jnp.sum(jnp.square(w[None, :] - p.w), axis=1)
-        stale_weight = selected[:, 0].astype(w.dtype) * _factors(spec, config, stale, distance2) / kf
-        chosen = _first(selected[:, 0], most)
-        if spec.gradients == "shard":
-            stale_grads = jax.vmap(jax.grad(problem.shard_loss))(p.w[chosen], chosen)
-        else:
-            stale_grads = jax.vmap(jax.grad(problem.rows_loss))(p.w[chosen], p.rows[chosen])
-        grad = grad + stale_weight[chosen] @ stale_grads
+        (grad,) = pullback(weight.sum(axis=1))
+    fresh = jnp.sum(selected, dtype=jnp.int32)
+    histogram = jnp.where(jnp.arange(spec.staleness_bins) == 0, fresh, 0)  # nothing is stale
+    return _finish(state, config, problem, tx, spec, k, grad, losses, histogram, t_next, n, state.pending)
 
+
+def _finish(state, config, problem, tx, spec, k, grad, losses, histogram, t_next, fetched, pending):
+    """The update w_(j+1) = w_j - eta tx(grad), what the curves record of w_j, and the next state."""
+    j, w = state.iteration, state.w
     updates, opt_state = tx.update(grad, state.opt_state, w)
     w_next = optax.apply_updates(w, -config.eta.astype(grad.dtype) * updates)
-
-    histogram = _histogram(stale, selected, spec.staleness_bins, cancel)
-
-    # 3. pending computations after the update
-    pending = state.pending
-    if not cancel:
-        pending = _after_update(pending, selected, trigger, arrivals, draws, t_next, j, w, w_next, spec)
-
     values = problems_.evaluate(problem, w, spec.metrics, losses)
-    error = values[0]
     out = Out(
         time=state.time,
         iteration=j,
         k=k,
-        error=error,
+        error=values[0],
         downloads=state.downloads,
         fetches=state.fetches,
         staleness=histogram,
@@ -368,10 +371,10 @@ def step(
         time=t_next.astype(state.time.dtype),
         iteration=j + 1,
         downloads=state.downloads + k,
-        fetches=state.fetches + (n if cancel else k),
+        fetches=state.fetches + fetched,
         key=state.key,
         pending=pending,
-        slow=straggle_step(config, state.slow, key_j),
+        slow=straggle_step(config, state.slow, jax.random.fold_in(state.key, j)),
     )
     return new, out
 
@@ -385,55 +388,94 @@ def _training_loss(problem: Problem, w: Array, spec: RunSpec, values: Array, los
     return problems_.full_loss(problem, w) if losses is None else jnp.mean(losses)
 
 
-def _histogram(stale: Array, selected: Array, bins: int, cancel: bool) -> Array:
-    """The staleness histogram of the applied gradients: only column 0 of the arrival matrix can
-    be stale (chained pushes are at w_j), and nothing is when cancelling. One-hot sums rather
-    than a scatter-add, which XLA runs as a loop on CPU."""
-    fresh = jnp.sum(selected[:, 0 if cancel else 1 :], dtype=jnp.int32)
-    first_bin = jnp.arange(bins) == 0
-    if cancel:
-        return jnp.where(first_bin, fresh, 0)
-    onehot = (jnp.clip(stale, 0, bins - 1)[:, None] == jnp.arange(bins)) & selected[:, :1]
-    return jnp.sum(onehot, axis=0, dtype=jnp.int32) + jnp.where(first_bin, fresh, 0)
+def event_keys(key_j: Array, n: int, i: Array, c: Array) -> tuple[Array, Array]:
+    """The keys (duration, mini-batch rows) of the computation learner i starts after its
+    (c+1)-th push of the iteration with key ``key_j`` (the schemes that do not cancel): a
+    function of (j, i, c) alone, so the NumPy reference can be given the same numbers in its
+    per-learner layout (``engine.scheme_draws``)."""
+    key = jax.random.fold_in(jax.random.fold_in(key_j, 10), i * n + c)
+    return key, jax.random.fold_in(key, 1)
 
 
-def _after_update(
-    p: Pending,
-    selected: Array,
-    trigger: Array,
-    arrivals: Array,
-    draws: Draws,
-    t_next: Array,
-    j: Array,
-    w: Array,
-    w_next: Array,
-    spec: RunSpec,
-) -> Pending:
-    """The learners' next computations (schemes that do not cancel; see the module docstring)."""
-    restart_delay = draws.restart.astype(arrivals.dtype)
-    if not is_batch(spec):  # k_async: the k pushers restart at t_(j+1) on w_(j+1)
-        again = selected[:, 0]
-        return Pending(
-            finish=jnp.where(again, t_next + restart_delay, p.finish),
-            version=jnp.where(again, j + 1, p.version),
-            w=jnp.where(again[:, None], w_next, p.w),
-            rows=jnp.where(again[:, None], draws.restart_rows, p.rows),
+def _event_step(
+    state: State, config: SimConfig, problem: Problem, tx: optax.GradientTransformation, spec: RunSpec
+) -> tuple[State, Out]:
+    """The schemes that do not cancel, one arrival (event) at a time: the earliest pending
+    computation pushes, its gradient (at the model it read) joins the update with its factor
+    s_a / k, and its learner either starts again at once on w_j (batch schemes; on w_(j+1) if
+    its push is the k-th, which triggers the update) or waits for the update and then starts on
+    w_(j+1) (``k_async``). Each event touches one learner's row: its finish time, version, rows
+    and model read; nothing is computed for the learners that do not push. Ties go to the lower
+    learner index (the order of ``argmin``)."""
+    n, j, w, p = spec.n, state.iteration, state.w, state.pending
+    batch = is_batch(spec)
+    k = policies.current_k(config.policy, state.policy, state.time, j)
+    kf = k.astype(w.dtype)
+    key_j = jax.random.fold_in(state.key, j)
+    num_rows, bins, b = _num_rows(problem), spec.staleness_bins, spec.batch_size
+    most = min(n, spec.max_k or n)  # an update takes at most this many arrivals
+
+    def gradient(model, i, rows):
+        if spec.gradients == "shard":
+            return jax.grad(problem.shard_loss)(model, i)
+        return jax.grad(problem.rows_loss)(model, rows)
+
+    def arrival(c, carry):
+        pend, grad, histogram, t_last, last, pushers, counts = carry
+        active = c < k
+        i = jnp.argmin(pend.finish).astype(jnp.int32)
+        key_time, key_rows = event_keys(key_j, n, i, counts[i])
+        t, model, tau = pend.finish[i], pend.w[i], j - pend.version[i]
+        g = gradient(model, i, pend.rows[i])
+        factor = _factors(spec, config, tau, jnp.sum(jnp.square(w - model)))
+        grad = grad + jnp.where(active, factor / kf, 0.0).astype(w.dtype) * g
+        histogram = histogram + (active & (jnp.arange(bins) == jnp.minimum(tau, bins - 1)))
+        if batch:  # it fetches w_j (w_(j+1) if this push is the k-th: set after the update) and goes on
+            duration = cluster.durations(config, key_time, i, state.slow).astype(w.dtype)
+            finish, version, read = t + duration, j, w
+            rows = jax.random.randint(key_rows, (b,), 0, num_rows, jnp.int32)
+        else:  # k_async: it waits for the update
+            finish, version, read, rows = jnp.inf, pend.version[i], model, pend.rows[i]
+        pend = Pending(
+            finish=pend.finish.at[i].set(jnp.where(active, finish, t)),
+            version=pend.version.at[i].set(jnp.where(active, version, pend.version[i])),
+            w=pend.w.at[i].set(jnp.where(active, read, model)),
+            rows=pend.rows.at[i].set(jnp.where(active, rows, pend.rows[i])),
         )
-    # k_batch_async: learner i pushed c_i times (a prefix of its chain) and goes on with arrival c_i
-    r = arrivals.shape[1]
-    pushed = selected.sum(axis=1)
-    again = pushed > 0
-    last = trigger.any(axis=1)  # its last push triggered the update: it read w_(j+1)
-    index = jnp.minimum(pushed, r - 1)
-    within = pushed < r
-    chained = jnp.take_along_axis(arrivals, index[:, None], axis=1)[:, 0]
-    finish = jnp.where(within, chained, arrivals[:, -1] + restart_delay)
-    chain_rows = jnp.take_along_axis(draws.rows, jnp.maximum(pushed - 1, 0)[:, None, None], axis=1)[:, 0]
-    rows = jnp.where(within[:, None], chain_rows, draws.restart_rows)
-    read = jnp.where(last[:, None], w_next, w)
-    return Pending(
-        finish=jnp.where(again, finish, p.finish),
-        version=jnp.where(again, jnp.where(last, j + 1, j), p.version),
-        w=jnp.where(again[:, None], read, p.w),
-        rows=jnp.where(again[:, None], rows, p.rows),
-    )
+        return (
+            pend,
+            grad,
+            histogram,
+            jnp.where(active, t, t_last),
+            jnp.where(active, i, last),
+            pushers.at[c].set(jnp.where(active, i, n)),
+            counts.at[i].add(active.astype(jnp.int32)),
+        )
+
+    carry = (p, jnp.zeros_like(w), jnp.zeros(bins, jnp.int32), state.time, jnp.int32(0), jnp.full(most, n, jnp.int32),
+             jnp.zeros(n, jnp.int32))
+    p, grad, histogram, t_next, last, pushers, _ = jax.lax.fori_loop(0, most, arrival, carry)
+
+    def after(w_next):
+        """The computations that start on w_(j+1) (the update is made on receipt of the k-th push)."""
+        if batch:  # the learner whose push triggered the update read w_(j+1)
+            return p._replace(w=p.w.at[last].set(w_next), version=p.version.at[last].set(j + 1))
+
+        def restart(c, pend):  # k_async: the k pushers start again at t_(j+1) on w_(j+1)
+            i = pushers[c]
+            active = i < n
+            i = jnp.minimum(i, n - 1)
+            key_time, key_rows = event_keys(key_j, n, i, 0)  # its one push of the iteration
+            duration = cluster.durations(config, key_time, i, state.slow).astype(w.dtype)
+            rows = jax.random.randint(key_rows, (b,), 0, num_rows, jnp.int32)
+            return Pending(
+                finish=pend.finish.at[i].set(jnp.where(active, t_next + duration, pend.finish[i])),
+                version=pend.version.at[i].set(jnp.where(active, j + 1, pend.version[i])),
+                w=pend.w.at[i].set(jnp.where(active, w_next, pend.w[i])),
+                rows=pend.rows.at[i].set(jnp.where(active, rows, pend.rows[i])),
+            )
+
+        return jax.lax.fori_loop(0, most, restart, p)
+
+    new, out = _finish(state, config, problem, tx, spec, k, grad, None, histogram, t_next, k, None)
+    return new._replace(pending=after(new.w)), out
