@@ -58,7 +58,8 @@ def test_results_carry_each_configurations_fields():
     assert [c["label"] for c in r.configurations] == ["k=3", "k=8", "adaptive 2->8"]
     assert r.configurations[1] == {
         "label": "k=8", "policy": "fixed", "k": 8, "scheme": "k_sync", "gradients": "shard", "batch_size": 1,
-        "lr": "fixed", "lr_c": 1.0, "eta": 0.001, "delays": "exponential", "law": "exponential",
+        "lr": "fixed", "lr_c": 1.0, "staleness_limit": None, "clip": None, "eta": 0.001, "delays": "exponential",
+        "law": "exponential",
     }
     assert r.index(policy="fixed") == [0, 1] and r.index(policy="adaptive", k_min=2) == [2]
 
@@ -253,3 +254,26 @@ def test_an_output_folders_study_toml_runs_again_to_the_same_bits(tmp_path):
     assert manifest_a["config"] == manifest_b["config"] and manifest_a["config"]["run"]["seeds"] == 2
     reuse = run_cli("run", first / "study.toml", "--out", first)
     assert reuse.returncode == 0 and "complete; reusing" in reuse.stderr
+
+
+def test_the_peers_methods_are_scheme_settings_of_a_policy():
+    """Ringmaster's R defaults to n and joins the label; Rennala and clipping are settings like
+    the others; R belongs to the ringmaster scheme alone."""
+    def study(*pols):
+        return fk.Study(
+            name="peers", problem=fk.Linear(n_workers=6, m=60, d=3), delays=fk.delays("exponential", rate=1.0),
+            run=fk.Run(eta=0.01, time_horizon=5.0, seeds=2), policies=list(pols),
+        )
+
+    s = study(fk.Fixed(k=1, scheme="ringmaster"), fk.Fixed(k=1, scheme="ringmaster", staleness_limit=2),
+              fk.Fixed(k=2, scheme="rennala", clip=1.5))
+    assert [s.label_of(p) for p in s.policies] == ["k=1, ringmaster R=6", "k=1, ringmaster R=2", "k=2, rennala, clip=1.5"]
+    assert [s.scheme_of(p)["staleness_limit"] for p in s.policies] == [6, 2, None]
+    configs = fk.study.build.configurations(s, fk.study.build.build_problem(s.problem))
+    assert [float(c.config.staleness_limit) for c in configs] == [6.0, 2.0, np.inf]
+    assert [float(c.config.clip) for c in configs] == [np.inf, np.inf, 1.5]
+    assert fk.Study.from_table(tomllib.loads(s.to_toml())).resolved["policies"] == s.resolved["policies"]
+    with pytest.raises(ConfigError, match="only the ringmaster scheme"):
+        study(fk.Fixed(k=1, staleness_limit=2))
+    with pytest.raises(ConfigError, match="clip"):
+        study(fk.Fixed(k=1, clip=-1.0))

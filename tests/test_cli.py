@@ -155,6 +155,11 @@ BAD_IN_PROCESS = {
     "empty label": (["policy", 0, "label"], " ", "policy[0].label"),
     "repeated eta": (["run", "eta"], [0.001, 0.001], "run.eta"),
     "huge data": (["problem", "m"], 2**30, "problem.m"),
+    "staleness limit off ringmaster": (["policy", 0, "staleness_limit"], 3, "only the ringmaster scheme"),
+    "staleness limit zero": (["policy", 0], {"kind": "fixed", "k": 1, "scheme": "ringmaster", "staleness_limit": 0},
+                             "policy[0].staleness_limit"),
+    "clip zero": (["run", "clip"], 0.0, "run.clip"),
+    "unknown scheme": (["run", "scheme"], "ring", "run.scheme"),
 }
 
 

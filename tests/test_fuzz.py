@@ -141,6 +141,8 @@ FIELDS = [
             "batch_size",
             "lr",
             "lr_c",
+            "staleness_limit",
+            "clip",
             "staleness_bins",
             "block",
         )

@@ -364,3 +364,70 @@ def test_fully_async_sgd_converges():
     assert run.mean_staleness.max() > 6  # really stale
     assert run.error[-1] < 1e-4 * run.error[0]
     assert np.all(np.isfinite(run.error))
+
+
+# --------------------------------------------------------------------------- the peers' methods
+
+
+def test_ringmaster_stops_by_hand():
+    """n = 2, k = 1, R = 1: every update stops the other learner's computation (it read w_j, one
+    version before w_(j+1)) and restarts it at t_(j+1) on w_(j+1); so every applied gradient is
+    fresh and every update sends k + 1 models. Learner 0 starts with 1, learner 1 with 3, then
+    learner 1's draws are 0.5 and learner 0's 1: pushes at 1 (0), 1.5 (1), 2 (1), 2.5 (1), ..."""
+    n, iterations = 2, 5
+    delays = np.ones((iterations, n, n))
+    delays[:, 1, :] = 0.5
+    d = scripted(n, "ringmaster", iterations, init_delays=np.array([1.0, 3.0]), delays=delays)
+    problem = linear_problem(m=12, n=n)
+    run = rs.simulate_scheme_run(problem, policies.fixed(1), 0.01, "ringmaster", d, staleness_limit=1)
+    np.testing.assert_allclose(run.time, [0.0, 1.0, 1.5, 2.0, 2.5])
+    np.testing.assert_array_equal(run.applied[:, 1], [0, 1, 1, 1, 1])
+    np.testing.assert_array_equal(run.staleness[:, 0], 1)  # all fresh
+    np.testing.assert_array_equal(run.fetches, [2, 4, 6, 8, 10])
+    # K-batch-async on the same draws keeps learner 1's first computation: a push at 3, stale
+    plain = rs.simulate_scheme_run(problem, policies.fixed(1), 0.01, "k_batch_async", d)
+    np.testing.assert_allclose(plain.time, [0.0, 1.0, 2.0, 3.0, 3.0])
+    assert plain.staleness[3, 3] == 1  # learner 1's gradient at 3 read w_0 at iteration 3
+
+
+def test_ringmaster_without_stops_and_rennala_are_their_schemes():
+    """R = inf is K-batch-async and Rennala SGD is K-batch-sync, bit for bit on the same draws;
+    R = 2 applies no gradient two or more updates stale, which K-batch-async does."""
+    problem = linear_problem()
+    eta = 0.1 * problems.stable_step_limit(problem)
+    draws = rs.draw(np.random.default_rng(5), *EXP, 6, 150, "k_batch_async", 1, 60)
+
+    def run(scheme, **kwargs):
+        return rs.simulate_scheme_run(problem, policies.fixed(2), eta, scheme, draws, staleness_bins=8, **kwargs)
+
+    for a, b in ((run("ringmaster"), run("k_batch_async")), (run("rennala"), run("k_batch_sync"))):
+        for field in SchemeFields:
+            np.testing.assert_array_equal(getattr(a, field), getattr(b, field), err_msg=field)
+    assert run("k_batch_async").staleness[:, 2:].sum() > 0
+    limited = run("ringmaster", staleness_limit=2)
+    assert limited.staleness[:, 2:].sum() == 0 and limited.staleness.sum() == 2 * 150
+    assert np.all(np.diff(limited.fetches) >= 2) and np.any(np.diff(limited.fetches) > 2)
+
+
+SchemeFields = rs.SchemeTrajectory._fields
+
+
+def test_clipping_bounds_each_step():
+    """With clip c, plain SGD moves at most eta c per update, exactly eta c where the direction was
+    longer; momentum (optax.trace) accumulates clipped directions."""
+    problem = linear_problem()
+    eta = 0.1 * problems.stable_step_limit(problem)
+    draws = rs.draw(np.random.default_rng(6), *EXP, 6, 100, "k_batch_async", 1, 60)
+
+    def run(**kwargs):
+        return rs.simulate_scheme_run(problem, policies.fixed(1), eta, "k_batch_async", draws, **kwargs)
+
+    steps = np.linalg.norm(np.diff(run().w, axis=0), axis=1) / eta
+    c = float(np.median(steps))
+    clipped = np.linalg.norm(np.diff(run(clip=c).w, axis=0), axis=1) / eta
+    assert clipped.max() <= c * (1 + 1e-12) and np.sum(np.isclose(clipped, c, rtol=1e-12)) >= 10
+    np.testing.assert_array_equal(run(clip=2 * steps.max()).w, run().w)
+    heavy = run(clip=c, momentum=0.5).w
+    assert np.all(np.linalg.norm(np.diff(heavy, axis=0), axis=1) <= eta * c / (1 - 0.5) * (1 + 1e-12))
+    with pytest.raises(ValueError, match="clip"):
+        run(clip=0.0)

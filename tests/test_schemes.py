@@ -37,10 +37,14 @@ def _problem(kind: str):
     return problems.logistic_regression(x[:100, ::4], labels[:100], n=N, reg=0.05, num_classes=10)
 
 
-def _run(problem, spec: RunSpec, eta: float, lr_c: float = 1.0):
+def _run(problem, spec: RunSpec, eta: float, lr_c: float = 1.0, **fields):
+    """Every policy of POLICIES; ``fields``: further SimConfig fields (staleness_limit, clip)."""
     law = delays.make_law("exponential", rate=1.0)
     names = list(POLICIES)
-    configs = stack_configs([SimConfig(POLICIES[p], np.float64(eta), law, np.ones(N), np.float64(lr_c)) for p in names])
+    fields = {f: np.float64(v) for f, v in fields.items()}
+    configs = stack_configs(
+        [SimConfig(POLICIES[p], np.float64(eta), law, np.ones(N), np.float64(lr_c), **fields) for p in names]
+    )
     sim = engine.simulate(problem, configs, seeds=SEEDS, time_horizon=0.5, spec=spec, iterations=ITERATIONS)
     assert sim.iterations == CHUNK
     num_rows = problem.x.shape[0] * problem.x.shape[1]
@@ -58,27 +62,47 @@ CASES = [
     ("k_batch_async", "shard", "fixed", "logistic"),
     ("k_batch_async", "minibatch", "fixed", "linear"),
     ("k_batch_async", "shard", "staleness", "linear"),
+    ("rennala", "minibatch", "fixed", "linear"),
+    ("ringmaster", "shard", "fixed", "linear", {"staleness_limit": 2}),
+    ("ringmaster", "minibatch", "delay_adaptive", "logistic", {"staleness_limit": 3}),
+    ("ringmaster", "shard", "fixed", "logistic", {"staleness_limit": 1}),
+    ("k_batch_async", "shard", "fixed", "linear", {"clip": 0.05}),
+    ("k_sync", "shard", "fixed", "logistic", {"clip": 0.02}),
+    ("k_batch_async", "shard", "delay_adaptive", "linear", {"momentum": 0.5}),  # fully async with momentum
 ]
+SPEC_OPTIONS = ("momentum",)  # options of the RunSpec (heavy-ball momentum, optax.trace), not SimConfig
 
 
-@pytest.mark.parametrize("scheme,gradients,lr,kind", CASES)
-def test_engine_matches_the_reference_on_the_same_draws(scheme, gradients, lr, kind):
+def _case_id(case) -> str:
+    options = case[4] if len(case) == 5 else {}
+    return "-".join([*case[:4], *(f"{k}={v}" for k, v in options.items())])
+
+
+@pytest.mark.parametrize(
+    "scheme,gradients,lr,kind,options", [c if len(c) == 5 else (*c, {}) for c in CASES], ids=[_case_id(c) for c in CASES]
+)
+def test_engine_matches_the_reference_on_the_same_draws(scheme, gradients, lr, kind, options):
+    """``options``: SimConfig fields that are reference options too (Ringmaster's R, clipping)."""
     with jax.enable_x64(True):
         problem = _problem(kind)
         eta = 0.5 * problems.stable_step_limit(problem) if kind == "linear" else 2.0
+        eta *= 1 - options.get("momentum", 0.0)  # heavy ball steps eta / (1 - beta) in the long run
+        optimizer = {"optimizer": "momentum", "momentum": options["momentum"]} if "momentum" in options else {}
         spec = RunSpec(
-            n=N, chunk=CHUNK, scheme=scheme, gradients=gradients, batch_size=BATCH, lr=lr, keep_trajectories=True
+            n=N, chunk=CHUNK, scheme=scheme, gradients=gradients, batch_size=BATCH, lr=lr, keep_trajectories=True,
+            **optimizer,
         )
-        names, sim, draws = _run(problem, spec, eta, lr_c=1e-4)
+        fields = {f: v for f, v in options.items() if f not in SPEC_OPTIONS}
+        names, sim, draws = _run(problem, spec, eta, lr_c=1e-4, **fields)
     out = sim.trajectories
     for c, name in enumerate(names):
         reach = []  # the reference's first time at or below each level, per seed (NaN: not by the horizon)
         for s in range(SEEDS):
             d = reference_schemes.Draws(**{f: draws[f][c, s] for f in reference_schemes.Draws._fields})
             ref = reference_schemes.simulate_scheme_run(
-                problem, POLICIES[name], eta, scheme, d, gradients=gradients, lr=lr, lr_c=1e-4
+                problem, POLICIES[name], eta, scheme, d, gradients=gradients, lr=lr, lr_c=1e-4, **options
             )
-            where = f"{scheme}/{gradients}/{lr}/{kind}, {name}, seed {s}"
+            where = f"{scheme}/{gradients}/{lr}/{kind}/{options}, {name}, seed {s}"
             np.testing.assert_array_equal(out.k[c, s], ref.k, err_msg=where)
             np.testing.assert_allclose(out.time[c, s], ref.time, rtol=1e-12, err_msg=where)
             np.testing.assert_array_equal(out.downloads[c, s], ref.downloads, err_msg=where)
@@ -188,4 +212,65 @@ def test_staleness_histogram_counts_the_selected(scheme):
             ref = reference_schemes.simulate_scheme_run(problem, POLICIES[name], 1e-3, scheme, d, staleness_bins=2)
             np.testing.assert_array_equal(hist[c, s], ref.staleness, err_msg=f"{scheme}, {name}, seed {s}")
 
+
+def _async_runs(scheme: str, n: int = 6, iterations: int = 199, law=None, seeds: int = 4, **fields):
+    """Fixed k in {1, 3} on a small least-squares problem, trajectories kept (float32)."""
+    x, y, _ = data.synthetic_linear(m=60, d=3, seed=1)
+    problem = problems.linear_regression(x, y, n=n)
+    law = law or delays.make_law("exponential", rate=1.0)
+    fields = {f: np.float64(v) for f, v in fields.items()}
+    configs = stack_configs([SimConfig(policies.fixed(k), np.float64(0.05), law, np.ones(n), **fields) for k in (1, 3)])
+    spec = RunSpec(n=n, chunk=iterations + 1, scheme=scheme, staleness_bins=8, keep_trajectories=True)
+    return engine.simulate(problem, configs, seeds=seeds, time_horizon=1.0, spec=spec, iterations=iterations)
+
+
+def test_ringmaster_without_a_limit_is_k_batch_async_and_with_one_applies_nothing_as_stale():
+    """R = inf stops nothing: bit for bit K-batch-async. R = 2: no applied gradient is 2 or more
+    updates stale (the histogram's bins from R on are empty) and the stopped computations are
+    fetches of their own."""
+    base = _async_runs("k_batch_async").trajectories
+    unlimited = _async_runs("ringmaster").trajectories
+    for field in ("time", "error", "w", "fetches", "staleness"):
+        np.testing.assert_array_equal(getattr(unlimited, field), getattr(base, field), err_msg=field)
+    limited = _async_runs("ringmaster", staleness_limit=2).trajectories
+    histogram = np.asarray(limited.staleness).sum(axis=2)  # (C, S, bins)
+    assert histogram[..., :2].sum() > 0 and histogram[..., 2:].sum() == 0
+    assert np.asarray(base.staleness).sum(axis=2)[..., 2:].sum() > 0  # K-batch-async does apply them
+    stopped = np.diff(np.asarray(limited.fetches), axis=-1) - np.asarray(limited.k)[..., :-1]
+    assert stopped.min() >= 0 and stopped.sum() > 0
+
+
+def test_ringmaster_time_per_update_is_k_batch_asyncs_with_memoryless_delays_only():
+    """Exp(1) delays are memoryless: a stopped computation restarted now finishes as late, in law,
+    as the one it replaces, so the mean time per update stays Lemma 5's k E[X] / n. With
+    X = 1 + Exp(1) a stop throws away the elapsed part of the fixed second: slower than
+    Lemma 5's k E[X] / n (here by far more than 4 standard errors over seeds)."""
+    n, seeds, r = 6, 32, 2
+    for law, stopped_costs in ((delays.make_law("exponential", rate=1.0), False),
+                               (delays.make_law("shifted_exponential", shift=1.0, rate=1.0), True)):
+        sim = _async_runs("ringmaster", n=n, law=law, seeds=seeds, staleness_limit=r)
+        per_update = np.asarray(sim.summary.final_time, np.float64) / sim.iterations  # (C, S)
+        for c, k in enumerate((1, 3)):
+            truth = async_theory.k_batch_async_time(k, n, float(law.mean()))
+            se = per_update[c].std(ddof=1) / np.sqrt(seeds)
+            gap = per_update[c].mean() - truth
+            assert (gap > 4 * se) if stopped_costs else (abs(gap) <= 4 * se), (law.name, k, gap, se)
+
+
+def test_rennala_is_k_batch_sync_bit_for_bit():
+    a, b = _async_runs("k_batch_sync").trajectories, _async_runs("rennala").trajectories
+    for field in ("time", "error", "w", "fetches", "staleness"):
+        np.testing.assert_array_equal(getattr(a, field), getattr(b, field), err_msg=field)
+
+
+def test_clipping_bounds_every_step_and_changes_nothing_when_loose():
+    """||w_(j+1) - w_j|| <= eta c with clip c (plain SGD); a limit above every step changes no bit."""
+    base = _async_runs("k_batch_async").trajectories
+    steps = np.linalg.norm(np.diff(np.asarray(base.w, np.float64), axis=2), axis=-1) / 0.05
+    loose = _async_runs("k_batch_async", clip=2.0 * steps.max()).trajectories
+    np.testing.assert_array_equal(loose.w, base.w)
+    c = 0.25 * float(np.median(steps))
+    clipped = _async_runs("k_batch_async", clip=c).trajectories
+    steps = np.linalg.norm(np.diff(np.asarray(clipped.w, np.float64), axis=2), axis=-1) / 0.05
+    assert steps.max() <= c * (1 + 1e-5) and np.mean(steps >= c * (1 - 1e-5)) > 0.5
 

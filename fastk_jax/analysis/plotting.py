@@ -20,8 +20,13 @@ if TYPE_CHECKING:  # figures read Results by attribute; Results.plot calls draw_
     from .results import Results
 
 COLORS = plt.get_cmap("tab10").colors
-SCHEME_COLORS = {"k_sync": COLORS[0], "k_batch_sync": COLORS[2], "k_async": COLORS[3], "k_batch_async": COLORS[4]}
-SCHEME_LINES = {"k_sync": "-", "k_batch_sync": "-.", "k_async": "--", "k_batch_async": ":"}
+SCHEME_COLORS = {
+    "k_sync": COLORS[0], "k_batch_sync": COLORS[2], "rennala": COLORS[2], "k_async": COLORS[3],
+    "k_batch_async": COLORS[4], "ringmaster": COLORS[5],
+}
+SCHEME_LINES = {
+    "k_sync": "-", "k_batch_sync": "-.", "rennala": "-.", "k_async": "--", "k_batch_async": ":", "ringmaster": (0, (5, 1, 1, 1)),
+}
 
 
 def k_color(k: int):

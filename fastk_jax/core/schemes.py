@@ -1,20 +1,29 @@
 """The SGD variants of both papers as one pure step of a ``lax.scan``, one update per step.
 
 n learners (workers) compute gradients with random delays; the master updates w after k
-gradients, k from the k policy. Four schemes (Sec. 2.3 of the async paper) differ in two
-static choices:
+gradients, k from the k policy. The four schemes of Sec. 2.3 of the async paper, and two of
+later work, differ in three static choices (``Scheme``):
 
-=================  =========================================  ==========================
+=================  =========================================  ===================================
 scheme             a learner that pushed within an iteration  at the update
-=================  =========================================  ==========================
+=================  =========================================  ===================================
 ``k_sync``         waits (one push per learner)               the rest are cancelled
 ``k_batch_sync``   starts another mini-batch on w_j           the rest are cancelled
+``rennala``        as ``k_batch_sync``                        as ``k_batch_sync``
 ``k_async``        waits (one push per learner)               only the k pushers restart
 ``k_batch_async``  fetches the current model, starts again    nobody is cancelled
-=================  =========================================  ==========================
+``ringmaster``     as ``k_batch_async``                       computations R stale are stopped
+=================  =========================================  ===================================
 
 ``k_sync`` is fastest-k SGD, eq. (5) of the adaptive paper (K = n: fully synchronous SGD);
-``k_batch_async`` with k = 1 is fully asynchronous SGD.
+``k_batch_async`` with k = 1 is fully asynchronous SGD. ``rennala`` is Rennala SGD (Tyurin and
+Richtarik, 2023) under its own name: it collects B = k gradients, all at the current model, and
+is ``k_batch_sync`` exactly. ``ringmaster`` is Ringmaster ASGD with stops (Maranjyan, Tyurin and
+Richtarik, 2025): asynchronous SGD that applies a gradient only when it is fewer than R
+updates stale; here the master stops, at each update, every computation whose gradient could
+no longer be applied (read R or more versions before w_(j+1)) and restarts that learner at once
+on w_(j+1) (R = ``SimConfig.staleness_limit``; R = inf is ``k_batch_async``). The papers state
+it for k = 1; with k > 1 it is ``k_batch_async`` with the same stops.
 
 **One step is one update, with fixed shapes.** The cancelling schemes (``_sync_step``) start
 every computation at t_j on w_j: each learner can push at most R times in one iteration (R =
@@ -46,10 +55,16 @@ w_(j+1). With ``k_batch_async`` a learner starts again at once after each push, 
 current then: w_j, or w_(j+1) for the learner whose push triggered the update (the master
 updates on receipt).
 
+**Clipping** (``SimConfig.clip``, inf: off): the update's direction (1/k) sum_a s_a g_a is
+scaled down to that norm where it is longer, before the optax transform (so momentum
+accumulates clipped directions). With k = 1 this clips each gradient, the clipped asynchronous
+SGD of the literature; with k > 1 it clips the average, not each gradient (a decision: the
+cancelling schemes form the average in one reverse pass and never hold the gradients apart).
+
 **Communication**: ``downloads`` counts gradients received (k per update), ``fetches`` model
 vectors sent to learners, including those sent at t_j: n at t = 0, then n per update for the
 cancelling schemes (the broadcast of w_(j+1)), k for ``k_async`` and ``k_batch_async`` (one
-fetch per pusher).
+fetch per pusher), plus one per stopped learner for ``ringmaster``.
 
 **Randomness**: iteration j of a run uses the key key_j = fold_in(run key, j). The cancelling
 schemes draw from it the column of n fresh delays (exactly fastest-k's draw), then further
@@ -77,11 +92,21 @@ from .spec import RunSpec, SimConfig
 
 Array = jax.Array
 
-SCHEMES = {  # name -> (batch: learners push again within an iteration, cancel: the rest at the update)
-    "k_sync": (False, True),
-    "k_batch_sync": (True, True),
-    "k_async": (False, False),
-    "k_batch_async": (True, False),
+class Scheme(NamedTuple):
+    """The static choices of a scheme (module docstring)."""
+
+    batch: bool  # a learner that pushed starts another computation within the iteration
+    cancel: bool  # the update cancels the computations still running
+    stops: bool = False  # the update stops the computations staler than the staleness limit R
+
+
+SCHEMES = {
+    "k_sync": Scheme(batch=False, cancel=True),
+    "k_batch_sync": Scheme(batch=True, cancel=True),
+    "rennala": Scheme(batch=True, cancel=True),  # Rennala SGD: K-batch-sync under its literature name
+    "k_async": Scheme(batch=False, cancel=False),
+    "k_batch_async": Scheme(batch=True, cancel=False),
+    "ringmaster": Scheme(batch=True, cancel=False, stops=True),  # Ringmaster ASGD (with stops)
 }
 GRADIENTS = ("shard", "minibatch")
 LR_RULES = ("fixed", "staleness", "delay_adaptive")
@@ -106,11 +131,15 @@ def check(spec: RunSpec) -> None:
 
 
 def is_batch(spec: RunSpec) -> bool:
-    return SCHEMES[spec.scheme][0]
+    return SCHEMES[spec.scheme].batch
 
 
 def cancels(spec: RunSpec) -> bool:
-    return SCHEMES[spec.scheme][1]
+    return SCHEMES[spec.scheme].cancel
+
+
+def stops(spec: RunSpec) -> bool:
+    return SCHEMES[spec.scheme].stops
 
 
 def pushes_per_learner(spec: RunSpec) -> int:
@@ -302,7 +331,8 @@ def _factors(spec: RunSpec, config: SimConfig, staleness: Array, distance2: Arra
         safe = jnp.where(distance2 > 0, distance2, 1.0)
         return jnp.where(distance2 > 0, jnp.minimum(config.lr_c / safe, eta) / eta, 1.0)
     if spec.lr == "delay_adaptive":
-        return (spec.n / jnp.maximum(spec.n, staleness)).astype(distance2.dtype)
+        n = jnp.asarray(spec.n, distance2.dtype)  # in the run's precision (int / int is float32)
+        return n / jnp.maximum(n, staleness.astype(distance2.dtype))
     raise ValueError(f"unknown learning-rate rule {spec.lr!r}")
 
 
@@ -350,6 +380,7 @@ def _sync_step(
 def _finish(state, config, problem, tx, spec, k, grad, losses, histogram, t_next, fetched, pending):
     """The update w_(j+1) = w_j - eta tx(grad), what the curves record of w_j, and the next state."""
     j, w = state.iteration, state.w
+    grad = clip(grad, config.clip)
     updates, opt_state = tx.update(grad, state.opt_state, w)
     w_next = optax.apply_updates(w, -config.eta.astype(grad.dtype) * updates)
     values = problems_.evaluate(problem, w, spec.metrics, losses)
@@ -377,6 +408,13 @@ def _finish(state, config, problem, tx, spec, k, grad, losses, histogram, t_next
         slow=straggle_step(config, state.slow, jax.random.fold_in(state.key, j)),
     )
     return new, out
+
+
+def clip(grad: Array, limit: Array) -> Array:
+    """The update's direction scaled down to norm ``limit`` where longer (gradient clipping; the
+    gradient itself where not, bit for bit; limit = inf: off)."""
+    norm = jnp.sqrt(jnp.sum(jnp.square(grad)))
+    return jnp.where(norm > limit, grad * (limit / norm).astype(grad.dtype), grad)
 
 
 def _training_loss(problem: Problem, w: Array, spec: RunSpec, values: Array, losses: Array | None) -> Array:
@@ -454,12 +492,18 @@ def _event_step(
 
     carry = (p, jnp.zeros_like(w), jnp.zeros(bins, jnp.int32), state.time, jnp.int32(0), jnp.full(most, n, jnp.int32),
              jnp.zeros(n, jnp.int32))
-    p, grad, histogram, t_next, last, pushers, _ = jax.lax.fori_loop(0, most, arrival, carry)
+    p, grad, histogram, t_next, last, pushers, counts = jax.lax.fori_loop(0, most, arrival, carry)
+    if batch:  # the learner whose push triggered the update reads w_(j+1): set after the update
+        p = p._replace(version=p.version.at[last].set(j + 1))
+    stopped = _stale(config, p, j + 1) if stops(spec) else None
 
     def after(w_next):
         """The computations that start on w_(j+1) (the update is made on receipt of the k-th push)."""
-        if batch:  # the learner whose push triggered the update read w_(j+1)
-            return p._replace(w=p.w.at[last].set(w_next), version=p.version.at[last].set(j + 1))
+        if stops(spec):  # ringmaster: the trigger, and the stopped learners, restart on w_(j+1)
+            return _restart_stopped(config, problem, spec, state, p._replace(w=p.w.at[last].set(w_next)),
+                                    stopped, key_j, counts, t_next, w_next)
+        if batch:
+            return p._replace(w=p.w.at[last].set(w_next))
 
         def restart(c, pend):  # k_async: the k pushers start again at t_(j+1) on w_(j+1)
             i = pushers[c]
@@ -477,5 +521,31 @@ def _event_step(
 
         return jax.lax.fori_loop(0, most, restart, p)
 
-    new, out = _finish(state, config, problem, tx, spec, k, grad, None, histogram, t_next, k, None)
+    fetched = k if stopped is None else k + jnp.sum(stopped, dtype=jnp.int32)
+    new, out = _finish(state, config, problem, tx, spec, k, grad, None, histogram, t_next, fetched, None)
     return new._replace(pending=after(new.w)), out
+
+
+def _stale(config: SimConfig, pending: Pending, j: Array) -> Array:
+    """(n,) the computations whose gradient would be at least R = ``staleness_limit`` updates
+    stale when it arrived at the model w_j (Ringmaster ASGD discards those: it stops them now)."""
+    return (j - pending.version) >= config.staleness_limit
+
+
+def _restart_stopped(config, problem, spec, state, pending, stopped, key_j, counts, t_next, w_next) -> Pending:
+    """Ringmaster's stops: each stopped learner i starts again at t_(j+1) on w_(j+1), with the
+    computation after its last push of iteration j (keys ``event_keys(key_j, n, i, counts[i])``,
+    unused otherwise: a stopped learner pushed at most k - 1 <= n - 1 times in iteration j, as
+    it did not trigger the update). Every learner is looked at, so an update writes all n rows
+    of the models read (the price of stops; ``k_batch_async`` writes one)."""
+    n, b, j = spec.n, spec.batch_size, state.iteration
+    learners = jnp.arange(n, dtype=jnp.int32)
+    keys = jax.vmap(lambda i, c: jnp.stack(event_keys(key_j, n, i, c)))(learners, counts)
+    duration = jax.vmap(lambda key, i: cluster.durations(config, key, i, state.slow))(keys[:, 0], learners)
+    rows = jax.vmap(lambda key: jax.random.randint(key, (b,), 0, _num_rows(problem), jnp.int32))(keys[:, 1])
+    return Pending(
+        finish=jnp.where(stopped, t_next + duration.astype(pending.finish.dtype), pending.finish),
+        version=jnp.where(stopped, j + 1, pending.version),
+        w=jnp.where(stopped[:, None], w_next, pending.w),
+        rows=jnp.where(stopped[:, None], rows, pending.rows),
+    )

@@ -53,6 +53,8 @@ class SimConfig(NamedTuple):
     slowdown: Array  # (n,) per-worker time multiplier
     lr_c: Array = 1.0  # () C of the staleness-compensated rate, eq. (13) of the async paper
     straggle: Straggle = Straggle()  # Markov stragglers (off by default)
+    staleness_limit: Array = np.inf  # () R of Ringmaster ASGD: computations R updates stale are stopped
+    clip: Array = np.inf  # () the update direction's largest norm (gradient clipping; inf: off)
 
 
 def sample_delays(config: SimConfig, key: Array, n: int) -> Array:
@@ -71,7 +73,7 @@ class RunSpec(NamedTuple):
     optimizer: str = "sgd"
     momentum: float = 0.9  # for "momentum" and "nesterov"
     keep_trajectories: bool = False  # return every iterate (memory: iterations x seeds)
-    scheme: str = "k_sync"  # k_sync (fastest-k), k_batch_sync, k_async, k_batch_async (see ``schemes``)
+    scheme: str = "k_sync"  # k_sync (fastest-k), k_batch_sync, rennala, k_async, k_batch_async, ringmaster
     gradients: str = "shard"  # a learner's gradient: its shard, or a mini-batch of all rows
     batch_size: int = 1  # b, rows per mini-batch
     lr: str = "fixed"  # learning-rate rule: fixed, staleness (eq. (13)), delay_adaptive

@@ -1,4 +1,4 @@
-"""A plain NumPy reference of the four SGD variants of the async paper: the oracle of the engine.
+"""A plain NumPy reference of the SGD variants of the async paper (and two later): the engine's oracle.
 
 Dutta et al., "Slow and stale gradients can win the race" (AISTATS 2018, "the async paper"),
 Sec. 2.3: n learners (the paper's P) compute gradients, the master (PS) updates after k of
@@ -12,6 +12,9 @@ k_batch_sync   yes     yes     restarts on the next mini-batch at w_j after each
 k_async        no      no      keeps computing across updates; restarts on w_(j+1) once used, (3)
 k_batch_async  yes     no      pushes, fetches the current model and restarts at once, (3)
 ============== ======= ======= ===================================================================
+
+and two of later work: ``rennala`` (Rennala SGD, k_batch_sync under its literature name) and
+``ringmaster`` (Ringmaster ASGD: k_batch_async whose updates stop the computations R stale).
 
 Fully asynchronous SGD, eq. (4), is k_batch_async with k = 1 (or k_async with k = 1).
 
@@ -43,8 +46,15 @@ Iteration j (clock t_j, model w_j, version j, k from the policy read at t_j):
    selected pushes to its chain arrival c_i (if c_i = R, a new one: A[i, R-1] + restart[j, i]
    on restart_rows[j, i]), computed at the model current after push c_i - 1: w_(j+1) if that
    push triggered the update, else w_j;
-6. fetches (models sent): n at t = 0, then per update n (cancel: broadcast) or k (no cancel:
-   each used gradient is followed by a fetch).
+6. ringmaster (k_batch_async with stops): after step 5 every learner whose pending computation
+   read a model at least R = ``staleness_limit`` versions before w_(j+1) is stopped and starts
+   again at t_(j+1) on w_(j+1), with delays[j, i, c_i] and rows[j, i, c_i] (c_i its pushes
+   used at j: the first draw its chain did not use);
+7. fetches (models sent): n at t = 0, then per update n (cancel: broadcast) or k (no cancel:
+   each used gradient is followed by a fetch), plus one per stopped learner.
+
+``clip`` scales g of step 3 down to that norm where it is longer (before the momentum).
+Rennala SGD (``"rennala"``) is k_batch_sync under its literature name: its batch B is k.
 
 The record of iteration j describes w_j as ``reference.Trajectory`` does, plus the update
 made at iteration j: its staleness histogram, mean staleness and which learners it used.
@@ -68,13 +78,16 @@ class Scheme(NamedTuple):
 
     batch: bool  # a learner restarts on a new mini-batch after each push (R = n pushes per iteration)
     cancel: bool  # the update cancels the computations still running
+    stops: bool = False  # the update stops the computations at least ``staleness_limit`` updates stale
 
 
 SCHEMES: dict[str, Scheme] = {
     "k_sync": Scheme(batch=False, cancel=True),
     "k_batch_sync": Scheme(batch=True, cancel=True),
+    "rennala": Scheme(batch=True, cancel=True),  # Rennala SGD is K-batch-sync (B = k)
     "k_async": Scheme(batch=False, cancel=False),
     "k_batch_async": Scheme(batch=True, cancel=False),
+    "ringmaster": Scheme(batch=True, cancel=False, stops=True),  # Ringmaster ASGD with stops
 }
 GRADIENTS = ("shard", "minibatch")
 LEARNING_RATES = ("fixed", "staleness", "delay_adaptive")
@@ -200,6 +213,8 @@ def simulate_scheme_run(
     momentum: float | None = None,
     nesterov: bool = False,
     staleness_bins: int = 32,
+    staleness_limit: float = np.inf,
+    clip: float = np.inf,
 ) -> SchemeTrajectory:
     """One run of a Sec. 2.3 scheme for J = ``draws.delays.shape[0]`` iterations (module docstring).
 
@@ -216,10 +231,11 @@ def simulate_scheme_run(
         lr_c: C of eq. (13).
         momentum, nesterov: heavy-ball momentum as ``optax.trace`` (as ``reference.simulate_run``).
         staleness_bins: histogram bins of tau = 0 .. bins-1, the last one collecting tau >= bins-1.
+        staleness_limit: R of ``"ringmaster"`` (a computation R updates stale is stopped).
+        clip: the largest norm of the aggregated gradient g (inf: no clipping).
     """
-    return _run(
-        _numpy_problem(problem), policy, eta, scheme, draws, gradients, lr, lr_c, momentum, nesterov, staleness_bins
-    )
+    options = (gradients, lr, lr_c, momentum, nesterov, staleness_bins, staleness_limit, clip)
+    return _run(_numpy_problem(problem), policy, eta, scheme, draws, *options)
 
 
 def simulate_scheme_runs(
@@ -235,11 +251,13 @@ def simulate_scheme_runs(
     momentum: float | None = None,
     nesterov: bool = False,
     staleness_bins: int = 32,
+    staleness_limit: float = np.inf,
+    clip: float = np.inf,
 ) -> list[SchemeTrajectory]:
     """``simulate_scheme_run`` for each seed: every field of ``draws`` has a leading seed axis."""
     prob = _numpy_problem(problem)  # convert the arrays once, not per seed
     seeds = np.shape(draws.delays)[0]
-    options = (gradients, lr, lr_c, momentum, nesterov, staleness_bins)
+    options = (gradients, lr, lr_c, momentum, nesterov, staleness_bins, staleness_limit, clip)
     return [_run(prob, policy, eta, scheme, Draws(*(f[s] for f in draws)), *options) for s in range(seeds)]
 
 
@@ -269,8 +287,12 @@ def _checked_draws(draws: Draws, n: int, big_r: int) -> Draws:
     return d
 
 
-def _run(prob, policy, eta, scheme, draws, gradients, lr, lr_c, momentum, nesterov, staleness_bins) -> SchemeTrajectory:
-    batch, cancel = _scheme(scheme)
+def _run(
+    prob, policy, eta, scheme, draws, gradients, lr, lr_c, momentum, nesterov, staleness_bins, staleness_limit, clip
+) -> SchemeTrajectory:
+    batch, cancel, stops = _scheme(scheme)
+    if not (staleness_limit >= 1 and clip > 0):
+        raise ValueError(f"staleness_limit must be >= 1 and clip > 0, got {staleness_limit} and {clip}")
     if gradients not in GRADIENTS:
         raise ValueError(f"gradients must be one of {GRADIENTS}, got {gradients!r}")
     if lr not in LEARNING_RATES:
@@ -354,7 +376,10 @@ def _run(prob, policy, eta, scheme, draws, gradients, lr, lr_c, momentum, nester
         out.mean_staleness[j] = tau.mean()
         out.applied[j] = np.bincount(learner, minlength=n)
 
-        # 4. the update, exactly as reference.py
+        # 4. the update, exactly as reference.py (the direction clipped first)
+        norm = float(np.sqrt(np.sum(np.square(grad))))
+        if norm > clip:
+            grad = grad * (clip / norm)
         w_old = w
         w, velocity = sgd_step(w, velocity, grad, eta, momentum, nesterov)
         if pol.adaptive:
@@ -375,10 +400,16 @@ def _run(prob, policy, eta, scheme, draws, gradients, lr, lr_c, momentum, nester
                 triggered = i * big_r + c - 1 == chosen[-1]  # push c-1 made the update: w_(j+1) is read
                 model[i], version[i] = (w, j + 1) if triggered else (w_old, j)
 
-        # 6. clock and communication
+        # 6. ringmaster's stops: computations whose gradient would be R or more updates stale
+        stopped = np.flatnonzero(j + 1 - version >= staleness_limit) if stops else []
+        for i in stopped:
+            c = int(out.applied[j, i])
+            finish[i], model[i], version[i], pending_rows[i] = t_next + draws.delays[j, i, c], w, j + 1, draws.rows[j, i, c]
+
+        # 7. clock and communication
         t = t_next
         received += k
-        fetched += n if cancel else k
+        fetched += (n if cancel else k) + len(stopped)
     return out
 
 

@@ -57,7 +57,7 @@ class Configuration(NamedTuple):
     spec: RunSpec
     delays: Delays  # the cluster
     policy: Policy  # the policy as the study states it
-    settings: dict[str, Any]  # the scheme settings it runs with (scheme, gradients, batch_size, lr, lr_c)
+    settings: dict[str, Any]  # the scheme settings it runs with (``model.SCHEME_FIELDS``)
     eta: float
     mean_delay: float  # the cluster's mean delay: the time unit
 
@@ -110,7 +110,11 @@ def configurations(study: Study, problem: problems.Problem | None = None, custom
                 else:
                     policy = p.build()
                 straggle = Straggle(*(np.float64(v) for v in d.get("markov", Straggle()._asdict()).values()))
-                config = SimConfig(policy, np.float64(eta), law, slowdown, np.float64(settings["lr_c"]), straggle)
+                config = SimConfig(
+                    policy, np.float64(eta), law, slowdown, np.float64(settings["lr_c"]), straggle,
+                    staleness_limit=np.float64(settings["staleness_limit"] or np.inf),
+                    clip=np.float64(np.inf if settings["clip"] is None else settings["clip"]),
+                )
                 spec = RunSpec(
                     n=study.n_workers,
                     chunk=run.chunk,

@@ -161,15 +161,18 @@ class Study:
     def n_workers(self) -> int:
         return self.problem.n_workers
 
+    def _resolved_policy(self, policy: Policy) -> dict[str, Any]:
+        return self.resolved["policies"][self.policies.index(policy)]
+
     def scheme_of(self, policy: Policy) -> dict[str, Any]:
-        """The scheme settings ``policy`` runs with: its own where it sets them, else the run's."""
-        return {f: getattr(self.run, f) if getattr(policy, f) is None else getattr(policy, f) for f in SCHEME_FIELDS}
+        """The scheme settings ``policy`` runs with: its own where it sets them, else the run's
+        (as resolved: Ringmaster's R = n unless stated)."""
+        return {f: self._resolved_policy(policy)[f] for f in SCHEME_FIELDS}
 
     def label_of(self, policy: Policy) -> str:
-        """``policy``'s label: its own, else its kind's, with its scheme where it sets one."""
-        if policy.label is not None:
-            return policy.label
-        return policy.default_label() if policy.scheme is None else f"{policy.default_label()}, {policy.scheme}"
+        """``policy``'s label: its own, else its kind's, with the scheme settings it states
+        (``reader``: its scheme, Ringmaster's R, a clipping limit)."""
+        return self._resolved_policy(policy)["label"]
 
 
 def from_resolved(d: dict[str, Any]) -> Study:

@@ -320,6 +320,8 @@ class Run:
     batch_size: int = 1
     lr: str = "fixed"
     lr_c: float = 1.0
+    staleness_limit: int | None = None  # R of the ringmaster scheme (None: n)
+    clip: float | None = None  # the largest norm of an update's direction (None: no clipping)
     staleness_bins: int = 32
     metrics: tuple[str, ...] | None = None  # recorded on the grids, the first tracked (None: the problem's default)
 
@@ -328,7 +330,7 @@ class Run:
         return self.eta if isinstance(self.eta, tuple) else (self.eta,)
 
 
-SCHEME_FIELDS = ("scheme", "gradients", "batch_size", "lr", "lr_c")  # a policy may override these
+SCHEME_FIELDS = ("scheme", "gradients", "batch_size", "lr", "lr_c", "staleness_limit", "clip")  # a policy may override these
 
 
 # ---------------------------------------------------------------- policies
@@ -344,6 +346,8 @@ class Policy(abc.ABC):
     batch_size: int | None = None
     lr: str | None = None
     lr_c: float | None = None
+    staleness_limit: int | None = None
+    clip: float | None = None
     kind: ClassVar[str] = ""
 
     @classmethod

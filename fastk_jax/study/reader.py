@@ -32,7 +32,7 @@ from ..core import delays, policies, schemes
 from ..core.spec import OPTIMIZERS, Straggle
 from ..errors import ConfigError
 from .fields import INT_MAX, MAX_DATA_ENTRIES, TIME_RANGE, is_number, no_extra, number, read_toml, show, string, table
-from .model import POLICIES, PROBLEMS, Policy, default_metrics
+from .model import POLICIES, PROBLEMS, SCHEME_FIELDS, Policy, default_metrics
 
 __all__ = ["INT_MAX", "MAX_DATA_ENTRIES", "TIME_RANGE", "read_toml", "resolve_tables"]
 
@@ -351,7 +351,7 @@ def _resolve_run(t: dict, seeds: int | None) -> dict:
     where = "run"
     allowed = {"eta", "optimizer", "momentum", "time_horizon", "iterations", "seeds", "seed", "grid_points", "chunk"}
     allowed |= {"block"}
-    allowed |= {"scheme", "gradients", "batch_size", "lr", "lr_c", "staleness_bins", "metrics"}
+    allowed |= {*PER_POLICY, "staleness_bins", "metrics"}
     no_extra(t, allowed | {"divergence_factor"}, where)
     eta = t.get("eta")
     etas = eta if isinstance(eta, list) else [eta]
@@ -418,18 +418,33 @@ def _check_metrics(metrics: list[str] | None, problem: dict) -> None:
             raise ConfigError("run.metrics", f"'test_accuracy' needs a classifier, not a {problem['kind']} problem")
 
 
-PER_POLICY = ("scheme", "gradients", "batch_size", "lr", "lr_c")  # [run] fields a [[policy]] may override
-SCHEME_DEFAULTS = {"scheme": "k_sync", "gradients": "shard", "batch_size": 1, "lr": "fixed", "lr_c": 1.0}
+PER_POLICY = SCHEME_FIELDS  # [run] fields a [[policy]] may override
+SCHEME_DEFAULTS = {
+    "scheme": "k_sync", "gradients": "shard", "batch_size": 1, "lr": "fixed", "lr_c": 1.0, "staleness_limit": None,
+    "clip": None,
+}
 
 
 def _scheme_fields(t: dict, where: str, defaults: dict) -> dict:
-    return {
+    """The scheme settings of [run] or a [[policy]] (``defaults``: those it inherits). Ringmaster's
+    R (``staleness_limit``) belongs to that scheme: an error in a table of another scheme, None
+    in a policy of another scheme that inherits it."""
+    out = {
         "scheme": string(t, "scheme", where, defaults["scheme"], choices=tuple(schemes.SCHEMES)),
         "gradients": string(t, "gradients", where, defaults["gradients"], choices=schemes.GRADIENTS),
         "batch_size": number(t, "batch_size", where, defaults["batch_size"], integer=True, low=1),
         "lr": string(t, "lr", where, defaults["lr"], choices=schemes.LR_RULES),
         "lr_c": float(number(t, "lr_c", where, defaults["lr_c"], strict_low=0)),
+        "staleness_limit": number(t, "staleness_limit", where, defaults["staleness_limit"], integer=True, low=1),
+        "clip": number(t, "clip", where, defaults["clip"], strict_low=0),
     }
+    if out["clip"] is not None:
+        out["clip"] = float(out["clip"])
+    if out["scheme"] != "ringmaster":
+        if "staleness_limit" in t:
+            raise ConfigError(f"{where}.staleness_limit", f"only the ringmaster scheme stops stale work, not {out['scheme']}")
+        out["staleness_limit"] = None
+    return out
 
 
 def _expand_policy(t: Any, i: int, n: int, run: dict) -> list[dict]:
@@ -443,14 +458,21 @@ def _expand_policy(t: Any, i: int, n: int, run: dict) -> list[dict]:
 
 def _resolve_policy(t: Any, i: int, n: int, run: dict) -> dict:
     """A [[policy]] table: its k policy, and the scheme fields of [run] it may override
-    (resolved: every policy states its scheme, gradients, batch_size, lr and lr_c)."""
+    (resolved: every policy states its scheme settings, ``SCHEME_FIELDS``)."""
     where = f"policy[{i}]"
     if not isinstance(t, dict):
         raise ConfigError(where, "must be a table")
     out = _resolve_kind({k: v for k, v in t.items() if k not in PER_POLICY}, i, n, where)
     out.update(_scheme_fields(t, where, run))
-    if "label" not in t and "scheme" in t:
-        out["label"] += f", {out['scheme']}"
+    if out["scheme"] == "ringmaster" and out["staleness_limit"] is None:
+        out["staleness_limit"] = n  # R = n unless stated (the literature's R needs sigma^2 / eps)
+    if "label" not in t:  # the settings this table states, after the kind's label
+        if "scheme" in t:
+            out["label"] += f", {out['scheme']}"
+        if out["scheme"] == "ringmaster":
+            out["label"] += f" R={out['staleness_limit']}"
+        if "clip" in t:
+            out["label"] += f", clip={out['clip']:g}"
     return out
 
 
