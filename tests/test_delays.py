@@ -28,7 +28,20 @@ def test_sample_mean_matches_closed_form(name, params):
     assert abs(x.mean() - float(law.mean())) < 5 * se
 
 
-@pytest.mark.parametrize("name,params", LAWS)
+def test_constant_law_is_its_value_and_its_order_statistics_the_sorted_slowdowns():
+    from fastk_jax.theory.order_stats import order_statistic_moments
+
+    law = delays.make_law("constant", value=2.5)
+    np.testing.assert_array_equal(np.asarray(law.sample(jax.random.key(0), (4, 3))), 2.5)
+    assert float(law.mean()) == 2.5 and law.order_statistic_mean(3, 7) == 2.5
+    slowdown = np.sqrt(np.arange(1, 8))[::-1]  # tau_i = sqrt(i), given in any order
+    for k in (1, 4, 7):
+        assert order_statistic_moments(law, k, 7, slowdown) == (2.5 * np.sqrt(k), 0.0, "exact")
+    with pytest.raises(ConfigError, match="value"):
+        delays.make_law("constant", value=0.0)
+
+
+@pytest.mark.parametrize("name,params", LAWS + [("constant", {"value": 1.0})])
 def test_parameters_vmap(name, params):
     law = delays.make_law(name, **params)
     stacked = jax.tree.map(lambda v: np.stack([v, v]), law)

@@ -88,6 +88,30 @@ class Exponential:
 
 @jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True)
+class Constant:
+    """X = value: a deterministic compute time (with a slowdown profile, the literature's
+    tau_i = sqrt(i) or tau_i = i workers). It breaks the papers' random, identically
+    distributed delays: the order statistics are the sorted slowdowns times ``value``."""
+
+    value: Array
+    name: ClassVar[str] = "constant"
+
+    def sample(self, key: Array, shape: tuple[int, ...]) -> Array:
+        del key
+        return jnp.full(shape, self.value, dtype=jnp.result_type(float))
+
+    def mean(self) -> Array:
+        return jnp.asarray(self.value)
+
+    def order_statistic_mean(self, k: int, n: int) -> float:
+        return float(self.value)
+
+    def check(self) -> None:
+        _positive(self.name, value=self.value)
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
 class ShiftedExponential:
     """X = shift + Exp(rate): a fixed compute time plus a memoryless straggle."""
 
@@ -297,10 +321,10 @@ class Trace:
 
 LAWS: dict[str, type] = {
     law.name: law
-    for law in (Exponential, ShiftedExponential, Pareto, Uniform, LogNormal, Weibull, HyperExponential, Trace)
+    for law in (Exponential, Constant, ShiftedExponential, Pareto, Uniform, LogNormal, Weibull, HyperExponential, Trace)
 }
 
-DelayLaw = Exponential | ShiftedExponential | Pareto | Uniform | LogNormal | Weibull | HyperExponential | Trace
+DelayLaw = Exponential | Constant | ShiftedExponential | Pareto | Uniform | LogNormal | Weibull | HyperExponential | Trace
 
 
 def parameter_names(law: str) -> tuple[str, ...]:

@@ -181,12 +181,12 @@ class Draws(NamedTuple):
     restart_rows: Array  # (n, b) mini-batch rows of computations started at the update
 
 
-def _sample(config: SimConfig, key: Array, shape: tuple[int, ...]) -> Array:
-    """Durations of computations by the whole cluster, row i worker i's (before the straggle chain)."""
-    return cluster.durations(config, key, cluster.whole_cluster(shape[0], *shape[1:]), None)
+def _sample(config: SimConfig, spec: RunSpec, key: Array, shape: tuple[int, ...], slow, shared, fetch=True) -> Array:
+    """Durations of computations by the whole cluster, row i worker i's."""
+    return cluster.durations(config, spec, key, cluster.whole_cluster(shape[0], *shape[1:]), slow, shared, fetch)
 
 
-def iteration_draws(config: SimConfig, key: Array, spec: RunSpec, num_rows: int) -> Draws:
+def iteration_draws(config: SimConfig, key: Array, spec: RunSpec, num_rows: int, slow: Array | None = None) -> Draws:
     """Iteration j's draws from key = fold_in(run key, j), in the layout of ``Draws``.
 
     The cancelling schemes draw them as laid out (the first column of delays is fastest-k's
@@ -194,50 +194,49 @@ def iteration_draws(config: SimConfig, key: Array, spec: RunSpec, num_rows: int)
     numbers in the per-learner layout for the NumPy reference: delays[i, r] and rows[i, r] are
     those of the computation learner i starts after its (r+1)-th push, with R = n pushes for the
     batch schemes (whatever ``spec.max_k``), restart[i] those after its last (R-th) push (the
-    first for ``k_async``). The straggle chain is not in them (the step applies it)."""
+    first for ``k_async``). ``slow``: the straggle chain's state (None: not applied, as for
+    the reference, which has no chain); the update's shared factor is in them."""
     n, b = spec.n, spec.batch_size
+    shared = cluster.shared_factor(config, spec, key)
     if not cancels(spec):
         r = n if is_batch(spec) else 1
 
         def one(i, c):
             key_time, key_rows = event_keys(key, n, i, c)
-            duration = cluster.durations(config, key_time, i, None)
+            duration = cluster.durations(config, spec, key_time, i, slow, shared)
             return duration, jax.random.randint(key_rows, (b,), 0, num_rows, jnp.int32)
 
         grid = jax.vmap(jax.vmap(one, in_axes=(None, 0)), in_axes=(0, None))
         delays, rows = grid(jnp.arange(n, dtype=jnp.int32), jnp.arange(r, dtype=jnp.int32))
         return Draws(delays=delays, restart=delays[:, -1], rows=rows, restart_rows=rows[:, -1])
     r = pushes_per_learner(spec)
-    first = _sample(config, key, (n,))  # fastest-k's draw: column 0
+    first = _sample(config, spec, key, (n,), slow, shared)  # fastest-k's draw: column 0
     columns = [first[:, None]]
-    if r > 1:
-        columns.append(_sample(config, jax.random.fold_in(key, 1), (n, r - 1)))
+    if r > 1:  # further pushes on w_j, which the learner holds: no download
+        columns.append(_sample(config, spec, jax.random.fold_in(key, 1), (n, r - 1), slow, shared, fetch=False))
     return Draws(
         delays=jnp.concatenate(columns, axis=1),
-        restart=_sample(config, jax.random.fold_in(key, 2), (n,)),
+        restart=_sample(config, spec, jax.random.fold_in(key, 2), (n,), slow, shared),
         rows=jax.random.randint(jax.random.fold_in(key, 3), (n, r, b), 0, num_rows, jnp.int32),
         restart_rows=jax.random.randint(jax.random.fold_in(key, 4), (n, b), 0, num_rows, jnp.int32),
     )
 
 
-def initial_draws(config: SimConfig, key: Array, spec: RunSpec, num_rows: int) -> tuple[Array, Array]:
-    """The first computations of the schemes that do not cancel: (delays (n,), rows (n, b))."""
+def initial_draws(
+    config: SimConfig, key: Array, spec: RunSpec, num_rows: int, slow: Array | None = None
+) -> tuple[Array, Array]:
+    """The first computations of the schemes that do not cancel: (delays (n,), rows (n, b)),
+    started at t_0 = 0 (with update 0's shared factor)."""
     key = jax.random.fold_in(key, 0)
     n, b = spec.n, spec.batch_size
     return (
-        _sample(config, jax.random.fold_in(key, 5), (n,)),
+        _sample(config, spec, jax.random.fold_in(key, 5), (n,), slow, cluster.shared_factor(config, spec, key)),
         jax.random.randint(jax.random.fold_in(key, 6), (n, b), 0, num_rows, jnp.int32),
     )
 
 
 def _num_rows(problem: Problem) -> int:
     return problem.num_rows
-
-
-def _slowed(config: SimConfig, slow: Array, delays: Array) -> Array:
-    """Delays (n, ...) of workers, the slow ones multiplied by the straggle chain's factor."""
-    factor = cluster.straggle_factor(config, slow).astype(delays.dtype)
-    return delays * factor.reshape((-1,) + (1,) * (delays.ndim - 1))
 
 
 def straggle_step(config: SimConfig, slow: Array, key: Array) -> Array:
@@ -255,9 +254,9 @@ def init(problem: Problem, config: SimConfig, tx: optax.GradientTransformation, 
     )
     pending = None
     if not cancels(spec):
-        finish, rows = initial_draws(config, key, spec, _num_rows(problem))
+        finish, rows = initial_draws(config, key, spec, _num_rows(problem), slow)
         pending = Pending(
-            finish=_slowed(config, slow, finish).astype(w.dtype),
+            finish=finish.astype(w.dtype),
             version=jnp.zeros(spec.n, jnp.int32),
             w=jnp.broadcast_to(w, (spec.n, w.size)),
             rows=rows,
@@ -352,8 +351,8 @@ def _sync_step(
     k = policies.current_k(config.policy, state.policy, state.time, j)
     kf = k.astype(w.dtype)
     key_j = jax.random.fold_in(state.key, j)
-    draws = iteration_draws(config, key_j, spec, _num_rows(problem))
-    delays = _slowed(config, state.slow, draws.delays).astype(w.dtype)  # at the workers' current speeds
+    draws = iteration_draws(config, key_j, spec, _num_rows(problem), state.slow)  # at the workers' current speeds
+    delays = draws.delays.astype(w.dtype)
 
     # 1. the arrival matrix, times relative to t_j (ranks then follow the delays exactly, as in fastest-k)
     arrivals = jnp.cumsum(delays, axis=1)
@@ -452,6 +451,7 @@ def _event_step(
     key_j = jax.random.fold_in(state.key, j)
     num_rows, bins, b = _num_rows(problem), spec.staleness_bins, spec.batch_size
     most = min(n, spec.max_k or n)  # an update takes at most this many arrivals
+    shared = cluster.shared_factor(config, spec, key_j)  # Z_j: every computation started in this step
 
     def gradient(model, i, rows):
         if spec.gradients == "shard":
@@ -469,7 +469,7 @@ def _event_step(
         grad = grad + jnp.where(active, factor / kf, 0.0).astype(w.dtype) * g
         histogram = histogram + (active & (jnp.arange(bins) == jnp.minimum(tau, bins - 1)))
         if batch:  # it fetches w_j (w_(j+1) if this push is the k-th: set after the update) and goes on
-            duration = cluster.durations(config, key_time, i, state.slow).astype(w.dtype)
+            duration = cluster.durations(config, spec, key_time, i, state.slow, shared).astype(w.dtype)
             finish, version, read = t + duration, j, w
             rows = jax.random.randint(key_rows, (b,), 0, num_rows, jnp.int32)
         else:  # k_async: it waits for the update
@@ -510,7 +510,7 @@ def _event_step(
             active = i < n
             i = jnp.minimum(i, n - 1)
             key_time, key_rows = event_keys(key_j, n, i, 0)  # its one push of the iteration
-            duration = cluster.durations(config, key_time, i, state.slow).astype(w.dtype)
+            duration = cluster.durations(config, spec, key_time, i, state.slow, shared).astype(w.dtype)
             rows = jax.random.randint(key_rows, (b,), 0, num_rows, jnp.int32)
             return Pending(
                 finish=pend.finish.at[i].set(jnp.where(active, t_next + duration, pend.finish[i])),
@@ -541,7 +541,8 @@ def _restart_stopped(config, problem, spec, state, pending, stopped, key_j, coun
     n, b, j = spec.n, spec.batch_size, state.iteration
     learners = jnp.arange(n, dtype=jnp.int32)
     keys = jax.vmap(lambda i, c: jnp.stack(event_keys(key_j, n, i, c)))(learners, counts)
-    duration = jax.vmap(lambda key, i: cluster.durations(config, key, i, state.slow))(keys[:, 0], learners)
+    shared = cluster.shared_factor(config, spec, key_j)
+    duration = jax.vmap(lambda key, i: cluster.durations(config, spec, key, i, state.slow, shared))(keys[:, 0], learners)
     rows = jax.vmap(lambda key: jax.random.randint(key, (b,), 0, _num_rows(problem), jnp.int32))(keys[:, 1])
     return Pending(
         finish=jnp.where(stopped, t_next + duration.astype(pending.finish.dtype), pending.finish),

@@ -40,6 +40,36 @@ class Straggle(NamedTuple):
         return 1.0 + self.slow_fraction() * (self.slow - 1.0)
 
 
+class Network(NamedTuple):
+    """Communication time: every upload of a gradient and every download of a model by worker i
+    takes ``latency + transfer[i]`` (``transfer`` = the vector's bytes / worker i's bandwidth).
+    Links do not contend (each worker has its own); a congested network is ``Shared``."""
+
+    latency: Array = 0.0  # () time units per transfer
+    transfer: Array = 0.0  # (n,) time units to send one vector over worker i's link
+
+
+class Shared(NamedTuple):
+    """A slowdown shared by all workers at an update: with probability ``prob`` every duration
+    drawn at that update is multiplied by ``factor`` (a congested network, a busy host), iid
+    over updates. It correlates the workers, which the papers' iid delays exclude."""
+
+    prob: Array = 0.0  # () P[an update is slowed]
+    factor: Array = 1.0  # () its multiplier
+
+
+class Failures(NamedTuple):
+    """Workers that fail and return: a computation meets a failure with probability ``prob``, at
+    a uniform point of it; the work done is lost, the worker is away for Exp(mean ``downtime``),
+    then computes the whole gradient again (at most one failure per computation)."""
+
+    prob: Array = 0.0  # () P[a computation meets a failure]
+    downtime: Array = 0.0  # () mean time a failed worker is away
+
+
+CLUSTER_FEATURES = ("failures", "shared", "network")  # RunSpec.cluster: the parts a cluster switches on
+
+
 class SimConfig(NamedTuple):
     """One configuration: a k policy, a step size and a cluster (delay law + per-worker slowdown).
 
@@ -55,6 +85,9 @@ class SimConfig(NamedTuple):
     straggle: Straggle = Straggle()  # Markov stragglers (off by default)
     staleness_limit: Array = np.inf  # () R of Ringmaster ASGD: computations R updates stale are stopped
     clip: Array = np.inf  # () the update direction's largest norm (gradient clipping; inf: off)
+    network: Network = Network()  # communication time (RunSpec.cluster has "network")
+    shared: Shared = Shared()  # a slowdown of all workers at an update (RunSpec.cluster has "shared")
+    failures: Failures = Failures()  # failing and returning workers (RunSpec.cluster has "failures")
 
 
 def sample_delays(config: SimConfig, key: Array, n: int) -> Array:
@@ -80,6 +113,7 @@ class RunSpec(NamedTuple):
     staleness_bins: int = 32  # histogram bins of the applied gradients' staleness
     max_k: int | None = None  # the largest k any policy reaches (None: n); bounds a learner's pushes per update
     metrics: tuple[str, ...] = ("error",)  # recorded on the grids (``problems.METRICS``); the first is tracked
+    cluster: tuple[str, ...] = ()  # the cluster's parts beyond law x slowdown x Markov chain (CLUSTER_FEATURES)
 
     def transform(self) -> optax.GradientTransformation:
         """The optax direction transform; the step -eta is applied by the scheme, so that

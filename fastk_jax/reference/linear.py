@@ -320,6 +320,7 @@ def grid_values(traj: Trajectory, time_grid: np.ndarray) -> np.ndarray:
 
 
 _LAW_PARAMS: dict[str, tuple[str, ...]] = {
+    "constant": ("value",),
     "exponential": ("rate",),
     "shifted_exponential": ("shift", "rate"),
     "pareto": ("shape", "scale"),
@@ -350,7 +351,9 @@ def draw_delays(
         raise ValueError(f"{law_name} needs parameters {', '.join(names)}, got {', '.join(sorted(params)) or 'none'}")
     size = (int(iterations), int(n))
     p = {name: np.asarray(params[name], np.float64) for name in names}
-    if law_name == "exponential":
+    if law_name == "constant":
+        x = np.full(size, float(p["value"]))
+    elif law_name == "exponential":
         x = rng.standard_exponential(size) / p["rate"]
     elif law_name == "shifted_exponential":
         x = p["shift"] + rng.standard_exponential(size) / p["rate"]

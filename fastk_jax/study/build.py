@@ -12,7 +12,7 @@ import numpy as np
 
 from .. import data
 from ..core import delays, policies, problems
-from ..core.spec import RunSpec, SimConfig, Straggle
+from ..core.spec import CLUSTER_FEATURES, Failures, Network, RunSpec, Shared, SimConfig, Straggle
 from ..errors import ConfigError
 from .definition import Study
 from .model import MLP, BoundOptimal, Delays, Fixed, Linear, Logistic, Oracle, Policy, default_metrics
@@ -114,6 +114,7 @@ def configurations(study: Study, problem: problems.Problem | None = None, custom
                     policy, np.float64(eta), law, slowdown, np.float64(settings["lr_c"]), straggle,
                     staleness_limit=np.float64(settings["staleness_limit"] or np.inf),
                     clip=np.float64(np.inf if settings["clip"] is None else settings["clip"]),
+                    **cluster_parts(d, problem),
                 )
                 spec = RunSpec(
                     n=study.n_workers,
@@ -126,8 +127,30 @@ def configurations(study: Study, problem: problems.Problem | None = None, custom
                     lr=settings["lr"],
                     staleness_bins=run.staleness_bins,
                     metrics=metrics,
+                    cluster=tuple(name for name in CLUSTER_FEATURES if name in d),
                 )
                 out.append(Configuration(label, config, spec, cluster, p, settings, float(eta), d["mean"]))
+    return out
+
+
+def cluster_parts(d: dict[str, Any], problem: problems.Problem | None) -> dict[str, Any]:
+    """The SimConfig fields of a resolved delay table's network, shared slowdown and failures
+    (``core.spec``); a network's transfer time is bytes / bandwidth, 4 bytes per parameter
+    unless the table gives ``bytes``."""
+    out: dict[str, Any] = {}
+    if "network" in d:
+        net = d["network"]
+        transfer = np.zeros(len(d["slowdown"]))
+        if net["bandwidth"] is not None:
+            if net["bytes"] is None and problem is None:
+                raise ValueError("a network's transfer time needs the problem's size (or delays.network.bytes)")
+            size = net["bytes"] if net["bytes"] is not None else 4 * problem.num_params
+            transfer = size / np.asarray(net["bandwidth"], np.float64)
+        out["network"] = Network(np.float64(net["latency"]), transfer)
+    if "shared" in d:
+        out["shared"] = Shared(np.float64(d["shared"]["prob"]), np.float64(d["shared"]["factor"]))
+    if "failures" in d:
+        out["failures"] = Failures(np.float64(d["failures"]["prob"]), np.float64(d["failures"]["downtime"]))
     return out
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from . import reader
 from .model import (
+    CLUSTER_PARTS,
     POLICIES,
     PROBLEMS,
     SCHEME_FIELDS,
@@ -55,6 +56,10 @@ def _delays_table(d: Delays) -> dict[str, Any]:
             table[name] = getattr(d, name)
     if d.markov is not None:
         table["markov"] = dataclasses.asdict(d.markov)
+    for name in CLUSTER_PARTS:
+        part = getattr(d, name)
+        if part is not None:
+            table[name] = {k: list(v) if isinstance(v, tuple) else v for k, v in _without_none(part).items()}
     return table
 
 
@@ -213,10 +218,13 @@ def _delays_from_resolved(t: dict[str, Any]) -> Delays:
     if all(s == slowdown[0] for s in slowdown):
         slowdown = slowdown[0]
     markov = Markov(**t["markov"]) if "markov" in t else None
+    parts = {name: cls(**{k: _tuple(v) for k, v in t[name].items()}) for name, cls in CLUSTER_PARTS.items() if name in t}
+    if "network" in parts and isinstance(parts["network"].bandwidth, tuple) and len(set(parts["network"].bandwidth)) == 1:
+        parts["network"] = dataclasses.replace(parts["network"], bandwidth=parts["network"].bandwidth[0])
     if t["law"] == "trace":
-        return Delays("trace", {}, t["label"], slowdown, None, markov, t["file"], t["sha256"])
+        return Delays("trace", {}, t["label"], slowdown, None, markov, t["file"], t["sha256"], **parts)
     params = {k: _tuple(t[k]) for k in laws.parameter_names(t["law"])}
-    return Delays(t["law"], params, t["label"], slowdown, t.get("shift_per_row"), markov)
+    return Delays(t["law"], params, t["label"], slowdown, t.get("shift_per_row"), markov, **parts)
 
 
 def _policy_from_resolved(p: dict[str, Any], run: Run) -> Policy:

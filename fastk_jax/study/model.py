@@ -267,6 +267,39 @@ class Markov:
 
 
 @dataclasses.dataclass(frozen=True)
+class Network:
+    """Communication time (``core.spec.Network``): each upload of a gradient and each download of
+    a model takes ``latency`` plus ``bytes`` / the worker's ``bandwidth`` (one number, or one per
+    worker; bytes per time unit; None: no size cost). ``bytes``: a vector's size on the wire
+    (None: 4 bytes, float32, per parameter)."""
+
+    latency: float = 0.0
+    bandwidth: float | tuple[float, ...] | None = None
+    bytes: int | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class SharedSlowdown:
+    """A slowdown of every worker at once (``core.spec.Shared``): with probability ``prob`` the
+    durations drawn at an update are ``factor`` times longer (a congested network)."""
+
+    prob: float
+    factor: float
+
+
+@dataclasses.dataclass(frozen=True)
+class Failures:
+    """Workers that fail and return (``core.spec.Failures``): a computation meets a failure with
+    probability ``prob``, loses the work done and waits Exp(mean ``downtime``) before redoing it."""
+
+    prob: float
+    downtime: float
+
+
+CLUSTER_PARTS = {"network": Network, "shared": SharedSlowdown, "failures": Failures}  # [delays] sub-tables
+
+
+@dataclasses.dataclass(frozen=True)
 class Delays:
     """A cluster: worker i's delay is ``slowdown[i] * X`` with X from the delay law ``law``
     (a name of ``core.delays.LAWS``) with parameters ``params`` (e.g. ``{"rate": 1.0}``), in the
@@ -282,15 +315,22 @@ class Delays:
     markov: Markov | None = None
     file: str | None = None
     sha256: str | None = None
+    network: Network | None = None
+    shared: SharedSlowdown | None = None
+    failures: Failures | None = None
 
 
 def delays(law: str, *, label: str | None = None, slowdown: Any = 1.0, shift_per_row: float | None = None,
-           markov: Markov | dict | None = None, file: str | None = None, **params) -> Delays:
+           markov: Markov | dict | None = None, file: str | None = None, network: Network | dict | None = None,
+           shared: SharedSlowdown | dict | None = None, failures: Failures | dict | None = None, **params) -> Delays:
     """``Delays(law, params)`` with the law's parameters as keywords: ``delays("exponential",
-    rate=1.0)``, ``delays("pareto", scale=0.5, shape=2.0, slowdown=[1] * 9 + [4])``."""
+    rate=1.0)``, ``delays("pareto", scale=0.5, shape=2.0, slowdown=[1] * 9 + [4])``,
+    ``delays("constant", value=1.0, slowdown="sqrt", network={"latency": 0.1})``."""
     if isinstance(markov, dict):
         markov = Markov(**markov)
-    return Delays(law, params, label, slowdown, shift_per_row, markov, file)
+    parts = {name: CLUSTER_PARTS[name](**v) if isinstance(v, dict) else v
+             for name, v in (("network", network), ("shared", shared), ("failures", failures))}
+    return Delays(law, params, label, slowdown, shift_per_row, markov, file, **parts)
 
 
 # ---------------------------------------------------------------- run options

@@ -28,11 +28,11 @@ import jax
 import numpy as np
 
 from .. import data
-from ..core import delays, policies, schemes
+from ..core import cluster, delays, policies, schemes
 from ..core.spec import OPTIMIZERS, Straggle
 from ..errors import ConfigError
 from .fields import INT_MAX, MAX_DATA_ENTRIES, TIME_RANGE, is_number, no_extra, number, read_toml, show, string, table
-from .model import POLICIES, PROBLEMS, SCHEME_FIELDS, Policy, default_metrics
+from .model import CLUSTER_PARTS, POLICIES, PROBLEMS, SCHEME_FIELDS, Policy, default_metrics
 
 __all__ = ["INT_MAX", "MAX_DATA_ENTRIES", "TIME_RANGE", "read_toml", "resolve_tables"]
 
@@ -213,7 +213,7 @@ def _resolve_delays(t: Any, n: int, where: str = "delays") -> dict:
     if not isinstance(t, dict):
         raise ConfigError(where, "must be a table")
     try:
-        return _resolve_markov(t, _resolve_law(t, n))
+        return _resolve_parts(t, _resolve_markov(t, _resolve_law(t, n)), n)
     except ConfigError as e:  # name the table the field is in
         if where == "delays" or not e.field.startswith("delays"):
             raise
@@ -228,7 +228,7 @@ def _resolve_law(t: dict, n: int) -> dict:
     label = string(t, "label", "delays", law)
     if law == "trace":
         return _resolve_trace(t, n, label)
-    params = {k: v for k, v in t.items() if k not in ("law", "label", "slowdown", "shift_per_row", "markov")}
+    params = {k: v for k, v in t.items() if k not in ("law", "label", "slowdown", "shift_per_row", "markov", *CLUSTER_PARTS)}
     shift_per_row = 0.0
     if "shift_per_row" in t:  # work-dependent delays (App. E of the async paper): shift + b * shift_per_row
         if law != "shifted_exponential":
@@ -287,15 +287,61 @@ def _resolve_markov(t: dict, out: dict) -> dict:
     return {**out, "markov": chain._asdict(), "mean": mean, "mean_without_markov": out["mean"]}
 
 
+def _resolve_parts(t: dict, out: dict, n: int) -> dict:
+    """The optional sub-tables of a delay table beyond the law (``model.CLUSTER_PARTS``):
+    ``network = { latency, bandwidth, bytes }``, ``shared = { prob, factor }`` and
+    ``failures = { prob, downtime }`` (``core.cluster``). The time unit stays the law's mean
+    (with the Markov chain's factor): communication, shared slowdowns and failures are time
+    the cluster spends beyond it."""
+    for name, cls in CLUSTER_PARTS.items():
+        if name not in t:
+            continue
+        where = f"delays.{name}"
+        m = t[name]
+        if not isinstance(m, dict):
+            fields = ", ".join(f"{f.name} = ..." for f in dataclasses.fields(cls))
+            raise ConfigError(where, f"must be a table {{ {fields} }}")
+        no_extra(m, {f.name for f in dataclasses.fields(cls)}, where)
+        if name == "network":
+            bandwidth = m.get("bandwidth")
+            values = bandwidth if isinstance(bandwidth, list) else [bandwidth] * n
+            if bandwidth is not None and (
+                len(values) != n or not all(is_number(v) and math.isfinite(v) and v > 0 for v in values)
+            ):
+                raise ConfigError(f"{where}.bandwidth", f"must be a number > 0 or a list of n_workers={n} of them")
+            part = {
+                "latency": float(number(m, "latency", where, 0.0, low=0, high=TIME_RANGE[1])),
+                "bandwidth": None if bandwidth is None else [float(v) for v in values],
+                "bytes": number(m, "bytes", where, None, integer=True, low=1, high=2**62),
+            }
+        elif name == "shared":
+            part = {
+                "prob": float(number(m, "prob", where, low=0, high=1)),
+                "factor": float(number(m, "factor", where, strict_low=0, high=1e6)),
+            }
+        else:
+            part = {
+                "prob": float(number(m, "prob", where, low=0, high=1)),
+                "downtime": float(number(m, "downtime", where, low=0, high=TIME_RANGE[1])),
+            }
+        out[name] = part
+    return out
+
+
 def _law_mean(instance: delays.DelayLaw) -> float:
     with jax.enable_x64(True):  # the mean in float64, so that only a truly infinite mean is called infinite
         return float(np.asarray(instance.mean()))
 
 
 def _resolve_slowdown(t: dict, n: int, mean: float) -> list[float]:
+    """A number, a list of n, or a profile's name (``core.cluster.PROFILES``: "sqrt", "linear")."""
     slowdown = t.get("slowdown", 1.0)
+    if isinstance(slowdown, str):
+        if slowdown not in cluster.PROFILES:
+            raise ConfigError("delays.slowdown", f"unknown profile {slowdown!r}; known: {', '.join(cluster.PROFILES)}")
+        slowdown = cluster.slowdown_profile(slowdown, n).tolist()
     if not (is_number(slowdown) or (isinstance(slowdown, list) and all(map(is_number, slowdown)))):
-        raise ConfigError("delays.slowdown", f"must be a number or a list of numbers, got {show(slowdown)}")
+        raise ConfigError("delays.slowdown", f"must be a number, a list of numbers or a profile name, got {show(slowdown)}")
     values = np.asarray(slowdown, dtype=np.float64)
     if values.ndim == 0:
         values = np.full(n, values)
@@ -313,7 +359,7 @@ def _resolve_trace(t: dict, n: int, label: str) -> dict:
     path, the file's sha256 and a few statistics, not the times (``delay_law`` reloads them)."""
     if "shift_per_row" in t:
         raise ConfigError("delays.shift_per_row", "a trace has no work-dependent shift")
-    no_extra(t, {"law", "label", "file", "sha256", "slowdown", "markov"}, "delays")
+    no_extra(t, {"law", "label", "file", "sha256", "slowdown", "markov", *CLUSTER_PARTS}, "delays")
     path = string(t, "file", "delays")
     trace = data.load_trace(path)
     if "sha256" in t and string(t, "sha256", "delays") != trace.sha256:  # pinned by a study.toml

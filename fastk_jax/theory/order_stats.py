@@ -60,6 +60,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from ..core.delays import (
+    Constant,
     DelayLaw,
     Exponential,
     HyperExponential,
@@ -97,6 +98,9 @@ def order_statistic_moments(law: DelayLaw, k: int, n: int, slowdown: ArrayLike |
         raise ConfigError("k", f"order statistic needs 1 <= k <= n, got k={k}, n={n}")
     if isinstance(law, Trace):
         return _trace_moments(law, k, n, np.ones(n) if slowdown is None else _check_slowdown(slowdown, n))
+    if isinstance(law, Constant):  # deterministic: the k-th smallest slowdown, times the value
+        s = np.ones(n) if slowdown is None else _check_slowdown(slowdown, n)
+        return Moments(float(law.value) * float(np.sort(s)[k - 1]), 0.0, "exact")
     if slowdown is None:
         exact = _exact_moments(law, k, n)
         if exact is not None:
