@@ -213,13 +213,16 @@ def test_staleness_histogram_counts_the_selected(scheme):
             np.testing.assert_array_equal(hist[c, s], ref.staleness, err_msg=f"{scheme}, {name}, seed {s}")
 
 
+ASYNC_ETA = 0.002  # stable for fully async SGD on the problem of _async_runs (n updates stale)
+
+
 def _async_runs(scheme: str, n: int = 6, iterations: int = 199, law=None, seeds: int = 4, **fields):
     """Fixed k in {1, 3} on a small least-squares problem, trajectories kept (float32)."""
     x, y, _ = data.synthetic_linear(m=60, d=3, seed=1)
     problem = problems.linear_regression(x, y, n=n)
     law = law or delays.make_law("exponential", rate=1.0)
     fields = {f: np.float64(v) for f, v in fields.items()}
-    configs = stack_configs([SimConfig(policies.fixed(k), np.float64(0.05), law, np.ones(n), **fields) for k in (1, 3)])
+    configs = stack_configs([SimConfig(policies.fixed(k), np.float64(ASYNC_ETA), law, np.ones(n), **fields) for k in (1, 3)])
     spec = RunSpec(n=n, chunk=iterations + 1, scheme=scheme, staleness_bins=8, keep_trajectories=True)
     return engine.simulate(problem, configs, seeds=seeds, time_horizon=1.0, spec=spec, iterations=iterations)
 
@@ -266,11 +269,12 @@ def test_rennala_is_k_batch_sync_bit_for_bit():
 def test_clipping_bounds_every_step_and_changes_nothing_when_loose():
     """||w_(j+1) - w_j|| <= eta c with clip c (plain SGD); a limit above every step changes no bit."""
     base = _async_runs("k_batch_async").trajectories
-    steps = np.linalg.norm(np.diff(np.asarray(base.w, np.float64), axis=2), axis=-1) / 0.05
+    assert np.all(np.isfinite(np.asarray(base.w)))  # no run diverged: every step is measured
+    steps = np.linalg.norm(np.diff(np.asarray(base.w, np.float64), axis=2), axis=-1) / ASYNC_ETA
     loose = _async_runs("k_batch_async", clip=2.0 * steps.max()).trajectories
     np.testing.assert_array_equal(loose.w, base.w)
     c = 0.25 * float(np.median(steps))
     clipped = _async_runs("k_batch_async", clip=c).trajectories
-    steps = np.linalg.norm(np.diff(np.asarray(clipped.w, np.float64), axis=2), axis=-1) / 0.05
+    steps = np.linalg.norm(np.diff(np.asarray(clipped.w, np.float64), axis=2), axis=-1) / ASYNC_ETA
     assert steps.max() <= c * (1 + 1e-5) and np.mean(steps >= c * (1 - 1e-5)) > 0.5
 

@@ -367,6 +367,46 @@ def async_checks(quick: bool, seed: int = 0) -> tuple[list[tuple[str, float, Est
     return eq, bounds
 
 
+# ---------------------------------------------------------------- cluster models
+
+CLUSTER_N = 10
+
+
+def _k_sync_times(law, slowdown, ks, seeds, iterations, seed, cluster=(), **fields) -> np.ndarray:
+    """(len(ks), seeds) each K-sync run's mean time per update on the one-parameter problem."""
+    x, y, _ = data.synthetic_linear(2 * CLUSTER_N, 1, 0)
+    problem = problems.linear_regression(x, y, CLUSTER_N)
+    configs = stack_configs([SimConfig(policies.fixed(k), np.float64(1e-6), law, slowdown, **fields) for k in ks])
+    spec = RunSpec(n=CLUSTER_N, chunk=iterations, cluster=cluster)
+    sim = engine.simulate(problem, configs, seeds=seeds, time_horizon=1e-3, spec=spec, iterations=iterations - 1, seed=seed)
+    return np.asarray(sim.summary.final_time, np.float64) / sim.iterations
+
+
+def cluster_checks(quick: bool, seed: int = 0) -> list[tuple[str, float, Estimate, str]]:
+    """Order statistics beyond the papers' iid workers: deterministic workers tau_i = sqrt(i)
+    (the k-th smallest tau every update: no randomness, so the interval is a point; k = 4 and 9
+    make the clock's float32 sums exact) and a slowdown shared by all workers at an update
+    (Z = 3 with probability 1/4, independent of the delays: E[T] = E[Z] E[X_(k:n)])."""
+    from ..core import cluster
+    from ..core.spec import Shared
+
+    seeds, iterations = (16, 400) if quick else (200, 2000)
+    n, out = CLUSTER_N, []
+    tau = cluster.slowdown_profile("sqrt", n)
+    constant = delays.make_law("constant", value=1.0)
+    times = _k_sync_times(constant, tau, (4, 9), 2, iterations, seed)
+    for row, k in zip(times, (4, 9)):
+        theory = order_statistic_moments(constant, k, n, slowdown=tau).mean
+        out.append((f"K-sync time/iteration = tau_(K), tau_i = sqrt(i), K={k}", theory, _estimate(row), "deterministic"))
+    law, shared = delays.make_law("exponential", rate=1.0), Shared(np.float64(0.25), np.float64(3.0))
+    times = _k_sync_times(law, np.ones(n), (1, 4), seeds, iterations, seed, ("shared",), shared=shared)
+    for row, k in zip(times, (1, 4)):
+        theory = 1.5 * order_statistic_moments(law, k, n).mean
+        out.append((f"K-sync time/iteration = E[Z] E[X_(K:P)], shared Z, exp(1), K={k}", theory, _estimate(row),
+                    "Z = 3 w.p. 1/4 per update"))
+    return out
+
+
 # ---------------------------------------------------------------- the table
 
 
@@ -374,7 +414,7 @@ def run_checks(quick: bool = False, seed: int = 0) -> list[Check]:
     """Every check, in the order of the table; the equality checks share one simultaneous level."""
     bound_checks, engine_equalities = lemma1_checks(quick, seed)
     async_equalities, async_bounds = async_checks(quick, seed)
-    cases = order_statistic_checks(quick, seed) + engine_equalities + async_equalities
+    cases = order_statistic_checks(quick, seed) + engine_equalities + async_equalities + cluster_checks(quick, seed)
     return equalities(cases) + bound_checks + async_bounds
 
 
