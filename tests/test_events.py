@@ -57,7 +57,9 @@ def both(problem):
     eta = 0.2 * problems.stable_step_limit(problem)
     law = delays.make_law("exponential", rate=1.0 / MU)
     configs = stack_configs([SimConfig(policies.fixed(k), np.float64(eta), law, np.ones(N)) for k in KS])
-    spec = RunSpec(n=N, chunk=UPDATES, scheme="k_batch_async", max_k=max(KS), staleness_bins=BINS, keep_trajectories=True)
+    spec = RunSpec(
+        n=N, chunk=UPDATES, scheme="k_batch_async", max_k=max(KS), staleness_bins=BINS, keep_trajectories=True
+    )
     with jax.enable_x64(True):
         sim = engine.simulate(problem, configs, seeds=SEEDS, time_horizon=1e-3, spec=spec, iterations=UPDATES - 1)
     assert sim.iterations == UPDATES
@@ -75,7 +77,9 @@ def both(problem):
     rng = np.random.default_rng(1)
     ref = {}
     for k in KS:
-        durations = np.stack([events.draw_durations(rng, N, k, UPDATES, params={"rate": 1.0 / MU}) for _ in range(SEEDS)])
+        durations = np.stack(
+            [events.draw_durations(rng, N, k, UPDATES, params={"rate": 1.0 / MU}) for _ in range(SEEDS)]
+        )
         runs = events.simulate_async_runs(prob, k, eta, durations)
         ref[k] = {
             "per_update": np.array([r.time[-1] for r in runs]) / UPDATES,

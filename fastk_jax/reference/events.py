@@ -188,6 +188,5 @@ def simulate_async_runs(
     if durations.ndim != 2:
         raise ValueError(f"durations must have shape (seeds, count), got {durations.shape}")
     return [
-        simulate_async_run(prob, k, eta, d, None if rows is None else rows[s], updates)
-        for s, d in enumerate(durations)
+        simulate_async_run(prob, k, eta, d, None if rows is None else rows[s], updates) for s, d in enumerate(durations)
     ]
