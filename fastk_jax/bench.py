@@ -11,7 +11,14 @@ Two workloads, each with its policies run together as a study runs them:
 * **mlp** (key ``"mlp"``): an MLP classifier 64 -> 64 -> 10 (ReLU, softmax cross-entropy) on
   the digits (1780 rows), n = 20, fixed k in {2, 5, 10, 20}, eta = 0.1, the training loss
   recorded; the reference is ``reference.networks.simulate_mlp_run`` (backward pass by hand,
-  float64, the gradient from the k selected shards' rows only, the loss over all rows).
+  float64, the gradient from the k selected shards' rows only, the loss over all rows);
+* **async** (key ``"async"``, entries ``"k=1"`` and ``"k=4"``): the Fig. 3 workload with scheme
+  ``k_batch_async`` (k = 1: fully asynchronous SGD; shard gradients at the model each worker
+  read, fixed eta = 5e-5, ``RunSpec.max_k = k`` as a study sets it) against the heap-based event
+  reference ``reference.events.simulate_async_run`` (``heapq`` of the workers' pending
+  computations, one shard gradient per pop, an update every k pops, the error through H,
+  float64, durations drawn beforehand in one array). Each entry holds ``k``, ``workload``
+  (``"fig3"``), the three rates below, ``compile_s``, ``engine_run_s`` and ``description``.
 
 The engine runs S seeds of each policy for a fixed number of updates, three times: the first
 call traces and compiles, the best of the other two (fresh seeds) is timed. The reference (``reference.simulate_run``:
@@ -60,6 +67,7 @@ import numpy as np
 from . import data, engine
 from .core import delays, policies, problems
 from .core.spec import RunSpec, SimConfig, stack_configs
+from .reference import events as event_reference
 from .reference import linear as reference
 
 N, D, M, ETA = 50, 100, 2000, 5e-4
@@ -81,6 +89,11 @@ LOGISTIC_POLICIES = {
 
 MLP_N, MLP_M, MLP_HIDDEN, MLP_ETA = 20, 1780, (64,), 0.1
 MLP_POLICIES = {f"k={k}": policies.fixed(k) for k in (2, 5, 10, 20)}
+
+ASYNC_KS, ASYNC_SCHEME = (1, 4), "k_batch_async"
+# fully async SGD applies gradients about n - 1 updates stale: Fig. 3's eta = 5e-4, near 2/L,
+# diverges; a tenth of it converges for every k here
+ASYNC_ETA = ETA / 10
 
 
 class Workload(NamedTuple):
@@ -181,14 +194,17 @@ class _CompileClock:
 
 
 def engine_rate(
-    w: Workload, seeds: int, iterations: int, block: int | None = None, repeats: int = 2
+    w: Workload, seeds: int, iterations: int, block: int | None = None, repeats: int = 2, scheme: str = "k_sync"
 ) -> tuple[float, float, engine.Simulation]:
     """(seed-iterations/s after compilation, compile seconds, the timed simulation). The first
     call compiles (its tracing, lowering and compilation are timed by JAX's own events), the
     next ``repeats``, on fresh seeds, are timed and the best is kept (the same call varied by
-    +-25% from one run to the next on a shared 2-core machine)."""
+    +-25% from one run to the next on a shared 2-core machine). Another ``scheme`` than fastest-k
+    runs with ``max_k`` the policies' largest k, as a study runs it."""
     configs = _configs(w)
     spec = RunSpec(n=w.n, chunk=iterations, metrics=problems.default_metrics(w.problem))
+    if scheme != "k_sync":
+        spec = spec._replace(scheme=scheme, max_k=max(policies.largest_k(p) for p in w.policies.values()))
     kwargs = {"seeds": seeds, "time_horizon": 1e-3, "spec": spec, "iterations": iterations - 1}
     if block is not None:
         kwargs["block"] = block
@@ -279,6 +295,53 @@ def measure(
     return out
 
 
+def async_workload(k: int) -> Workload:
+    """The Fig. 3 problem with one fixed k, for ``k_batch_async`` (eta: ``ASYNC_ETA``)."""
+    return fig3_workload(eta=ASYNC_ETA, pols={f"k={k}": policies.fixed(k)})
+
+
+def async_reference_rate(w: Workload, seeds: int, iterations: int, repeats: int = 3) -> float:
+    """Seed-iterations (updates)/s of the heap event reference on ``w``'s one fixed k, the
+    problem converted once and exponential(1) durations drawn beforehand (outside the timing);
+    the best of ``repeats`` passes."""
+    (policy,) = w.policies.values()
+    k = int(np.asarray(policy.k0))
+    rng = np.random.default_rng(0)
+    durations = [event_reference.draw_durations(rng, w.n, k, iterations) for _ in range(seeds)]
+    prob = event_reference.prepare(w.problem)
+    best = math.inf
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for d in durations:
+            event_reference.simulate_async_run(prob, k, w.eta, d)
+        best = min(best, time.perf_counter() - start)
+    return seeds * iterations / best
+
+
+def measure_async(
+    w: Workload,
+    seeds: int,
+    iterations: int,
+    reference_seeds: int,
+    reference_iterations: int,
+    block: int | None = None,
+) -> dict[str, Any]:
+    """The engine's ``k_batch_async`` against the heap reference on one fixed-k workload."""
+    (policy,) = w.policies.values()
+    rate, compile_s, timed = engine_rate(w, seeds, iterations, block, scheme=ASYNC_SCHEME)
+    ref = async_reference_rate(w, reference_seeds, reference_iterations)
+    return {
+        "k": int(np.asarray(policy.k0)),
+        "workload": "fig3",
+        "description": f"{w.name}, {ASYNC_SCHEME}, eta={w.eta:g}, {seeds} seeds x {timed.iterations} updates",
+        "engine_seed_iters_per_s": rate,
+        "reference_seed_iters_per_s": ref,
+        "speedup_vs_reference": rate / ref,
+        "compile_s": compile_s,
+        "engine_run_s": seeds * timed.iterations / rate,
+    }
+
+
 def run(
     seeds: int = 1024,
     iterations: int = 300,
@@ -289,10 +352,12 @@ def run(
     matmul_size: int = 2048,
     logistic_iterations: int | None = None,
     mlp: bool = True,
+    asynchronous: bool = True,
 ) -> dict[str, Any]:
     """Measure the engine and the reference on the Fig. 3 workload (top-level keys) and the
     logistic one (``"logistic"``, for ``logistic_iterations`` updates, default a third of
-    ``iterations``: its updates cost ~6x Fig. 3's); see the module docstring."""
+    ``iterations``: its updates cost ~6x Fig. 3's), the MLP (``"mlp"``) and the asynchronous
+    scheme against the heap reference (``"async"``); see the module docstring."""
     matmul = matmul_gflops(matmul_size)
     report = {
         "device": str(jax.devices()[0].device_kind),
@@ -307,7 +372,16 @@ def run(
     if mlp:  # an update costs ~60x Fig. 3's: a sixteenth of the seeds, a third of the updates
         w = mlp_workload()
         its = max(1, (logistic_iterations or iterations) // 3)
-        report["mlp"] = measure(w, matmul, max(1, seeds // 16), its, reference_seeds, max(1, reference_iterations // 6), block)
+        report["mlp"] = measure(
+            w, matmul, max(1, seeds // 16), its, reference_seeds, max(1, reference_iterations // 6), block
+        )
+    if asynchronous:  # one policy each, the Fig. 3 sizes; the reference with 5x the seeds (no policy loop)
+        report["async"] = {
+            f"k={k}": measure_async(
+                async_workload(k), seeds, iterations, 5 * reference_seeds, reference_iterations, block
+            )
+            for k in ASYNC_KS
+        }
     return report
 
 
@@ -328,6 +402,15 @@ def format_report(r: dict[str, Any]) -> str:
             f"  speedup    {part['speedup_vs_reference']:12.1f} x",
             useful_line,
             f"  peak RSS   {part['peak_rss_mb']:12.0f} MB",
+        ]
+    for part in (r.get("async") or {}).values():
+        engine_line = f"  engine     {part['engine_seed_iters_per_s']:12,.0f} seed-iterations/s"
+        engine_line += f"  ({part['engine_run_s']:.1f} s; {part['compile_s']:.1f} s compiling)"
+        lines += [
+            f"async k={part['k']}: {part['description']}",
+            engine_line,
+            f"  reference  {part['reference_seed_iters_per_s']:12,.0f} seed-iterations/s  (NumPy + heapq events)",
+            f"  speedup    {part['speedup_vs_reference']:12.1f} x",
         ]
     return "\n".join(lines)
 

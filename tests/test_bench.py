@@ -24,6 +24,20 @@ def test_measure_reports_consistent_numbers():
     useful, performed = bench.flops_per_iteration(w.problem, r["mean_k"])
     assert r["useful_gflops"] == pytest.approx(useful * r["engine_seed_iters_per_s"] / 1e9)
     assert r["performed_gflops"] == pytest.approx(performed * r["engine_seed_iters_per_s"] / 1e9)
+    # the asynchronous scheme against the heap event reference, and the report that prints both
+    a = bench.measure_async(
+        bench.fig3_workload(n=5, d=4, m=50, eta=1e-4, pols={"k=2": policies.fixed(2)}),
+        seeds=3,
+        iterations=8,
+        reference_seeds=2,
+        reference_iterations=8,
+    )
+    assert a["k"] == 2 and a["workload"] == "fig3" and "k_batch_async" in a["description"]
+    for key in ("engine_seed_iters_per_s", "reference_seed_iters_per_s", "speedup_vs_reference", "engine_run_s"):
+        assert a[key] > 0 and np.isfinite(a[key])
+    assert a["speedup_vs_reference"] == pytest.approx(a["engine_seed_iters_per_s"] / a["reference_seed_iters_per_s"])
+    text = bench.format_report({"device": "cpu", **r, "async": {"k=2": a}})
+    assert "async k=2" in text and "heapq" in text
 
 
 def test_run_puts_fig3_on_top_and_logistic_under_its_key(monkeypatch):
@@ -34,7 +48,13 @@ def test_run_puts_fig3_on_top_and_logistic_under_its_key(monkeypatch):
         seen.append(w)
         return {"workload": w.name, "engine_seed_iters_per_s": 2.0, "matmul_gflops": matmul}
 
+    def fake_async(w, *args):
+        seen_async.append(w)
+        return {"k": int(np.asarray(next(iter(w.policies.values())).k0)), "workload": "fig3"}
+
+    seen_async = []
     monkeypatch.setattr(bench, "measure", fake)
+    monkeypatch.setattr(bench, "measure_async", fake_async)
     r = bench.run(seeds=2, iterations=8, matmul_size=64)
     assert "Fig. 3" in r["workload"] and "logistic" in r["logistic"]["workload"]
     assert r["matmul_gflops"] == r["logistic"]["matmul_gflops"] > 0  # measured once, in the same run
@@ -45,6 +65,8 @@ def test_run_puts_fig3_on_top_and_logistic_under_its_key(monkeypatch):
     assert logistic.problem.x.shape == (20, 89, 64) and logistic.problem.num_classes == 10
     assert "MLP" in r["mlp"]["workload"] and isinstance(mlp.problem, problems.LossProblem)
     assert mlp.problem.x.shape == (20, 89, 64) and bench._mlp_sizes(mlp.problem) == (64, 64, 10)
+    assert r["async"] == {"k=1": {"k": 1, "workload": "fig3"}, "k=4": {"k": 4, "workload": "fig3"}}
+    assert all(w.problem.x.shape == (50, 40, 100) and len(w.policies) == 1 for w in seen_async)
 
 
 def test_mlp_flop_count():
@@ -76,4 +98,6 @@ def test_scaling_over_configurations_reports_the_cost_model(tmp_path, monkeypatc
     result = bench.scaling(tmp_path, seeds=(), ns=(), ds=(), configs=(1, 3), sweep_seeds=8, work=50)
     assert [(p["axis"], p["configs"], p["seeds"]) for p in result["points"]] == [("configs", 1, 2), ("configs", 3, 2)]
     performed = bench.flops_per_iteration(bench.fig3_workload().problem, 1)[1]
-    assert [p["performed_gflops"] for p in result["points"]] == pytest.approx([performed * 1e3 / 1e9, performed * 3e3 / 1e9])
+    assert [p["performed_gflops"] for p in result["points"]] == pytest.approx(
+        [performed * 1e3 / 1e9, performed * 3e3 / 1e9]
+    )
