@@ -501,7 +501,7 @@ def _event_step(
         """The computations that start on w_(j+1) (the update is made on receipt of the k-th push)."""
         if stops(spec):  # ringmaster: the trigger, and the stopped learners, restart on w_(j+1)
             return _restart_stopped(config, problem, spec, state, p._replace(w=p.w.at[last].set(w_next)),
-                                    stopped, key_j, counts, t_next, w_next)
+                                    stopped, key_j, counts, t_next, w_next, shared)
         if batch:
             return p._replace(w=p.w.at[last].set(w_next))
 
@@ -532,16 +532,15 @@ def _stale(config: SimConfig, pending: Pending, j: Array) -> Array:
     return (j - pending.version) >= config.staleness_limit
 
 
-def _restart_stopped(config, problem, spec, state, pending, stopped, key_j, counts, t_next, w_next) -> Pending:
+def _restart_stopped(config, problem, spec, state, pending, stopped, key_j, counts, t_next, w_next, shared) -> Pending:
     """Ringmaster's stops: each stopped learner i starts again at t_(j+1) on w_(j+1), with the
     computation after its last push of iteration j (keys ``event_keys(key_j, n, i, counts[i])``,
     unused otherwise: a stopped learner pushed at most k - 1 <= n - 1 times in iteration j, as
-    it did not trigger the update). Every learner is looked at, so an update writes all n rows
+    it did not trigger the update), and the step's shared factor ``shared``. Every learner is looked at, so an update writes all n rows
     of the models read (the price of stops; ``k_batch_async`` writes one)."""
     n, b, j = spec.n, spec.batch_size, state.iteration
     learners = jnp.arange(n, dtype=jnp.int32)
     keys = jax.vmap(lambda i, c: jnp.stack(event_keys(key_j, n, i, c)))(learners, counts)
-    shared = cluster.shared_factor(config, spec, key_j)
     duration = jax.vmap(lambda key, i: cluster.durations(config, spec, key, i, state.slow, shared))(keys[:, 0], learners)
     rows = jax.vmap(lambda key: jax.random.randint(key, (b,), 0, _num_rows(problem), jnp.int32))(keys[:, 1])
     return Pending(
