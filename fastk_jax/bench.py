@@ -90,6 +90,8 @@ LOGISTIC_POLICIES = {
 MLP_N, MLP_M, MLP_HIDDEN, MLP_ETA = 20, 1780, (64,), 0.1
 MLP_POLICIES = {f"k={k}": policies.fixed(k) for k in (2, 5, 10, 20)}
 
+WORKLOADS = ("fig3", "logistic", "mlp", "async")  # the report's parts (``fastk-jax bench --workloads``)
+
 ASYNC_KS, ASYNC_SCHEME = (1, 4), "k_batch_async"
 # fully async SGD applies gradients about n - 1 updates stale: Fig. 3's eta = 5e-4, near 2/L,
 # diverges; a tenth of it converges for every k here

@@ -4,7 +4,7 @@
     fastk-jax study NAME [--seeds N] [--quick] [--out DIR] [--quiet] | NAME --export FILE
     fastk-jax studies
     fastk-jax check-bounds [--json] [--quick] [--seed S]
-    fastk-jax bench [--json] [--quick] [--seeds S] [--block B] [--scaling [--out DIR]]
+    fastk-jax bench [--json] [--quick] [--seeds S] [--block B] [--workloads LIST] [--scaling [--out DIR]]
 
 Bad input ends in one line on stderr naming the problem, exit status 2, no traceback, and
 nothing written; a fault of the machine (a full disk) the same with exit status 1. Every
@@ -140,12 +140,28 @@ def _bench(args) -> int:
         print(json.dumps(result) if args.json else f"wrote {out}/scaling.json, .csv, .png, .pdf")
         return 0
     sizes = {"seeds": 16, "iterations": 60, "reference_iterations": 60} if args.quick else {"seeds": args.seeds}
-    report = bench.run(**sizes, block=args.block)
+    report = bench.run(**sizes, block=args.block, **_bench_workloads(args.workloads))
     if args.json:
         print(json.dumps(report))
     else:
         print(bench.format_report(report))
     return 0
+
+
+def _bench_workloads(names: str | None) -> dict[str, bool]:
+    """``--workloads fig3,async`` as ``bench.run``'s switches; Fig. 3 is the report's top level."""
+    from . import bench
+    from .errors import ConfigError
+
+    if names is None:
+        return {}
+    chosen = [name.strip() for name in names.split(",") if name.strip()]
+    unknown = sorted(set(chosen) - set(bench.WORKLOADS))
+    if unknown:
+        raise ConfigError("--workloads", f"unknown workload {unknown[0]!r}; choose from {', '.join(bench.WORKLOADS)}")
+    if "fig3" not in chosen:
+        raise ConfigError("--workloads", "must include fig3 (the report's top-level keys)")
+    return {"logistic": "logistic" in chosen, "mlp": "mlp" in chosen, "asynchronous": "async" in chosen}
 
 
 _state = {"run": False}  # whether this command runs a study (for the interrupt message)
@@ -329,6 +345,9 @@ def _main(argv: list[str] | None) -> int:
     bench.add_argument("--quick", action="store_true", help="a small run (seconds)")
     bench.add_argument("--seeds", type=int, default=1024, help="engine seeds per policy (default 1024)")
     bench.add_argument("--block", type=int, help="runs per block (default: the platform's, engine.default_block)")
+    bench.add_argument(
+        "--workloads", help="the parts to measure, comma-separated from fig3,logistic,mlp,async (default: all)"
+    )
     bench.add_argument("--scaling", action="store_true", help="rate against seeds, n and d, with a figure")
     bench.add_argument("--out", help="--scaling's output folder (default results/bench-scaling)")
     bench.set_defaults(handler=_bench)

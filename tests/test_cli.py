@@ -190,3 +190,22 @@ def test_out_that_is_a_file_fails_before_running(tmp_path, capsys):
     assert cli.main(["run", str(cfg), "--out", str(tmp_path / "taken"), "--quiet"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "not a folder" in err
+
+
+@pytest.mark.parametrize(
+    ("value", "needle"), [("fig3,gpu", "unknown workload 'gpu'"), ("async", "must include fig3")]
+)
+def test_bench_workloads_bad_names_fail_in_one_line(capsys, value, needle):
+    from fastk_jax import cli
+
+    assert cli.main(["bench", "--quick", "--workloads", value]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--workloads" in err and needle in err, err
+
+
+def test_bench_workloads_choose_the_report_parts():
+    from fastk_jax import cli
+
+    assert cli._bench_workloads(None) == {}
+    assert cli._bench_workloads("fig3") == {"logistic": False, "mlp": False, "asynchronous": False}
+    assert cli._bench_workloads("async, fig3") == {"logistic": False, "mlp": False, "asynchronous": True}
