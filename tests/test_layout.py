@@ -48,11 +48,11 @@ class _FakeDevice:
 def test_the_accelerator_block_comes_from_the_devices_memory():
     fig3, spec = _linear(2000, 100, 50), RunSpec(n=50)
     per_run = layout.step_bytes_per_run(fig3, spec)
-    assert layout.default_block("gpu", fig3, spec, _FakeDevice({"bytes_limit": 140 * 2**30})) == 4096
+    assert layout.default_block("gpu", fig3, spec, _FakeDevice({"bytes_limit": 140 * 2**30})) == 16384  # the cap
     assert layout.default_block("gpu", fig3, spec, _FakeDevice(None)) == 4096  # nothing reported
     small = _FakeDevice({"bytes_limit": 4 * 1000 * per_run})  # a quarter holds 1000 runs' temporaries
     assert layout.default_block("gpu", fig3, spec, small) == 512
-    assert layout.default_block("gpu") == 4096
+    assert layout.default_block("gpu") == 16384
 
 
 @pytest.mark.parametrize("kind", ["linear", "logistic"])
@@ -84,3 +84,32 @@ def test_the_chunk_programs_cost_scales_with_the_block_as_the_model_says(kind):
     assert max(per_run.values()) <= 1.25 * min(per_run.values()), per_run  # proportional to the block
     for flops in per_run.values():
         assert performed <= flops <= 8 * performed, (performed, per_run)
+
+
+def _chunk_program_text(prob, n):
+    law = delays.make_law("exponential", rate=1.0)
+    configs = stack_configs([SimConfig(policies.fixed(5), np.float64(1e-4), law, np.ones(n))])
+    spec = RunSpec(n=n, chunk=2)
+    plan = engine.plan.make_plan(
+        prob, configs, seeds=8, time_horizon=1.0, spec=spec, seed=0, iterations=4, grid_iterations=None,
+        grid_points=10, iteration_grid_points=10, divergence_factor=1e6, max_iterations=None, block=8,
+        devices=jax.devices()[:1], keep_runs=False, checkpointed=False,
+    )
+    run_config = jnp.zeros((1, 8), jnp.int32)
+    carry = loop._init(configs, prob, plan.grids, jnp.uint32(0), run_config, run_config, spec=spec)
+    return loop._advance.lower(carry, run_config, configs, prob, plan.grids, spec=spec).as_text()
+
+
+def test_the_programs_products_are_float32_unless_the_user_chose_a_precision():
+    """JAX's default would let a GPU round float32 products' inputs to TF32: the chunk program's
+    products carry the float32 precision (HIGHEST) instead, on every platform; a precision the
+    user set is kept, and ``matmul_precision`` names the one in force."""
+    prob = _logistic(80, 6, 4, 3)
+    assert engine.matmul_precision() == "float32"
+    text = _chunk_program_text(prob, 4)
+    precisions = {p for p in ("DEFAULT", "HIGH,", "HIGHEST") if f"precision = [{p}" in text}
+    assert "dot_general" in text and precisions == {"HIGHEST"}, precisions
+    with jax.default_matmul_precision("tensorfloat32"):
+        assert engine.matmul_precision() == "tensorfloat32"
+        text = _chunk_program_text(prob, 4)
+        assert "precision = [HIGHEST" not in text and "precision = [HIGH, HIGH]" in text

@@ -14,7 +14,7 @@ from .draws import delay_samples, scheme_draws
 from .driver import Simulation, concatenate, simulate
 from .grids import default_iterations, fastest_iteration_time, mean_iteration_time, reach_levels
 from .layout import RunLayout, call_memory, default_block, memory_estimate, run_layout
-from .loop import trace_count
+from .loop import matmul_precision, trace_count
 from .plan import RunPlan, make_plan
 from .progress import Progress, TextMeter, TqdmMeter, meter, share_progress
 
@@ -35,6 +35,7 @@ __all__ = [
     "fastest_iteration_time",
     "init_distributed",
     "make_plan",
+    "matmul_precision",
     "mean_iteration_time",
     "memory_estimate",
     "meter",

@@ -6,10 +6,20 @@ itself on fixed grids (``curves``). The runs are vmapped over the lanes of a blo
 stepped in turn (``lax.map``; see ``layout``). The chunk program is jitted once per static
 ``RunSpec`` and array shapes: a second study of the same shapes reuses it (``trace_count``
 tells how often it was traced).
+
+**Products in float32.** JAX's default lets an accelerator compute float32 products with fewer
+bits (TF32, 10-bit mantissas, on NVIDIA GPUs since Ampere; bfloat16 passes on TPUs). The
+programs here are traced with ``jax.default_matmul_precision("float32")``, so a float32 run is
+float32 arithmetic on every platform and the differential tests' float32 tolerances hold on a
+GPU too, unless the user chose a precision (``JAX_DEFAULT_MATMUL_PRECISION`` or
+``jax.config.update("jax_default_matmul_precision", ...)``): theirs is kept
+(``matmul_precision`` names the one in force; results and checkpoints record it). CPUs compute
+float32 products in float32 either way: their bits do not change.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from collections.abc import Callable
 from functools import partial
@@ -35,6 +45,19 @@ def trace_count() -> int:
 class Carry(NamedTuple):
     state: schemes.State  # leaves (blocks, lanes, ...): one run per (block, lane)
     curves: RunCurves  # leaves (blocks, lanes, ...)
+
+
+def matmul_precision() -> str:
+    """The precision of the float32 products in the compiled programs: the user's
+    ``jax_default_matmul_precision`` where set, else ``"float32"`` (see the module docstring)."""
+    return jax.config.jax_default_matmul_precision or "float32"
+
+
+def products_precision():
+    """The context the programs are traced in: float32 products unless the user chose otherwise."""
+    if jax.config.jax_default_matmul_precision is not None:
+        return contextlib.nullcontext()
+    return jax.default_matmul_precision("float32")
 
 
 def _over_blocks(one_run: Callable, *per_lane):
@@ -65,7 +88,8 @@ def _advance(carry: Carry, run_config: Array, configs: SimConfig, problem: Probl
 
         return jax.lax.scan(body, carry, None, length=spec.chunk)
 
-    return _over_blocks(one_run, carry, run_config)
+    with products_precision():
+        return _over_blocks(one_run, carry, run_config)
 
 
 def _init_impl(
@@ -79,7 +103,8 @@ def _init_impl(
         state = schemes.init(problem, _config_of(configs, c), tx, seed_key(seed, s), spec)
         return Carry(state, curves.init(grids, state.w.dtype, spec.staleness_bins, len(spec.metrics) - 1))
 
-    return _over_blocks(one_run, run_config, run_seed)
+    with products_precision():
+        return _over_blocks(one_run, run_config, run_seed)
 
 
 _init = jax.jit(_init_impl, static_argnames=("spec",))

@@ -19,6 +19,7 @@ from ..core.spec import RunSpec, SimConfig
 from ..errors import ConfigError
 from .grids import MAX_ITERATIONS_FACTOR, default_iterations, fastest_iteration_time, make_grids
 from .layout import RunLayout, default_block, run_layout
+from .loop import matmul_precision, products_precision
 
 
 class RunPlan(NamedTuple):
@@ -74,6 +75,7 @@ class RunPlan(NamedTuple):
             "grids": [np.asarray(g).tolist() for g in self.grids],
             "layout": list(self.layout),
             "platform": self.platform,
+            "matmul_precision": matmul_precision(),
             "key_impl": str(jax.random.key_impl(jax.random.key(0))),
         }
 
@@ -142,10 +144,11 @@ def make_plan(
             raise ConfigError("run.metrics", problem_says)
     # the tracked metric at w_0 sets the divergence limit and the levels whose reaching is recorded
     w0 = problem.init_params()
-    if spec.metrics[0] == "error":
-        initial_error = float(full_loss(problem, w0) - problem.f_star)
-    else:
-        initial_error = float(evaluate(problem, w0, spec.metrics[:1])[0])
+    with products_precision():  # as the runs compute it
+        if spec.metrics[0] == "error":
+            initial_error = float(full_loss(problem, w0) - problem.f_star)
+        else:
+            initial_error = float(evaluate(problem, w0, spec.metrics[:1])[0])
     grids = make_grids(
         time_horizon,
         iterations if grid_iterations is None else grid_iterations,

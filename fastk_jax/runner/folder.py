@@ -98,8 +98,14 @@ def _run_simulation(s: Study, out: Path, quick: bool, every, progress, say) -> P
         prepared = prepare(s, say)  # loads the data: bad data fails here, before any output
         if prepared.step_limit is None:
             say(f"fastk-jax: note: {NO_STEP_LIMIT.format(kind=s.problem.kind)}")
-        # the platform too: it sets the default block size, and its kernels set the last bits
-        where = {"config": s.resolved, "versions": versions(), "platform": jax.default_backend()}
+        # the platform too: it sets the default block size, and its kernels set the last bits; and
+        # the precision of the float32 products (float32 unless the user chose otherwise)
+        where = {
+            "config": s.resolved,
+            "versions": versions(),
+            "platform": jax.default_backend(),
+            "matmul_precision": engine.matmul_precision(),
+        }
         fingerprint = checkpoint.fingerprint(where, prepared.problem)
         state = files.status(out, fingerprint)
         if state != "complete":
@@ -159,6 +165,7 @@ def study_summary(
         "wall_s": round(wall, 3),
         "compile_s": round(sim.compile_s, 3),
         "block": sim.block,  # runs per block: with the seed and configuration, it fixes a run's numbers
+        "matmul_precision": engine.matmul_precision(),  # of float32 products (engine.loop)
         "metrics": list(res.metrics),  # recorded; the first is tracked (levels, divergence)
         "initial_error": sim.initial_error,  # of the tracked metric, at w_0
         "configurations": [
