@@ -316,7 +316,7 @@ def split_test(
     if not 0 < fraction < 1:
         raise DataError(f"the test fraction must lie strictly between 0 and 1, got {fraction}")
     m = x.shape[0]
-    held = int(round(fraction * m))
+    held = round(fraction * m)
     if not 1 <= held <= m - 1:
         raise DataError(f"a test fraction of {fraction} of {m} rows leaves no rows on one side")
     order = np.random.default_rng([seed, 7919]).permutation(m)

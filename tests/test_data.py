@@ -386,7 +386,7 @@ def test_git_lfs_pointer_is_named(tmp_path):
     )
     message = raises_one_line(pointer.name, read_idx, pointer)
     assert "is a Git LFS pointer, not the data: run `git lfs pull`" in message
-    ip, lp = write_mnist(tmp_path, np.zeros((4, 2, 2), np.uint8), np.zeros(4, np.uint8))
+    _ip, lp = write_mnist(tmp_path, np.zeros((4, 2, 2), np.uint8), np.zeros(4, np.uint8))
     assert "git lfs pull" in raises_one_line(pointer.name, load_mnist, pointer, lp)
 
 

@@ -85,7 +85,7 @@ def test_a_user_loss_steps_by_the_mean_gradient_of_the_fastest_k_shards():
                 up, down = ws[j].copy(), ws[j].copy()
                 up[e] += h
                 down[e] -= h
-                f = lambda v: huber_numpy(v[1:], v[0], xs[i], ys[i])
+                f = lambda v, i=i: huber_numpy(v[1:], v[0], xs[i], ys[i])
                 grad[e] += (f(up) - f(down)) / (2 * h) / k
         np.testing.assert_allclose(ws[j + 1], ws[j] - eta * grad, rtol=0, atol=tolerance)
     # the recorded loss is F(w_j) of the full objective

@@ -169,7 +169,7 @@ def _old_route(p):
 
 @pytest.mark.parametrize(
     "fields",
-    [dict(m=60), dict(m=60, classes=(1, 3, 7), test_fraction=0.2, data_seed=5), dict(classes=(2, 8)), dict()],
+    [{"m": 60}, {"m": 60, "classes": (1, 3, 7), "test_fraction": 0.2, "data_seed": 5}, {"classes": (2, 8)}, {}],
 )
 def test_the_study_path_picks_the_same_rows_and_values(tmp_path, fields):
     images, labels = mnist_files(tmp_path)

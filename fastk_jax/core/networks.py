@@ -15,6 +15,7 @@ architecture compare equal as static arguments and share their compiled programs
 from __future__ import annotations
 
 import dataclasses
+import itertools
 
 import jax
 import jax.numpy as jnp
@@ -66,7 +67,7 @@ def init_mlp(sizes: tuple[int, ...], activation: str, seed: int) -> list[tuple[n
     gain = 1.0 if activation == "tanh" else 2.0
     return [
         (rng.normal(0.0, np.sqrt(gain / fan_in), (fan_in, fan_out)), np.zeros(fan_out))
-        for fan_in, fan_out in zip(sizes[:-1], sizes[1:])
+        for fan_in, fan_out in itertools.pairwise(sizes)
     ]
 
 
@@ -99,4 +100,4 @@ def mlp_classifier(
 
 def mlp_flops(sizes: tuple[int, ...]) -> int:
     """Multiply-adds x 2 of one row's forward pass through layers ``sizes``."""
-    return 2 * sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
+    return 2 * sum(a * b for a, b in itertools.pairwise(sizes))

@@ -435,9 +435,9 @@ class LossProblem(Problem):
     f_star: Array  # () NaN: unknown
     test_x: Array | None = None
     test_y: Array | None = None
-    fn: Callable = dataclasses.field(default=None, metadata=dict(static=True))
-    layout: ParamLayout = dataclasses.field(default=None, metadata=dict(static=True))
-    scores: Callable | None = dataclasses.field(default=None, metadata=dict(static=True))
+    fn: Callable = dataclasses.field(default=None, metadata={"static": True})
+    layout: ParamLayout = dataclasses.field(default=None, metadata={"static": True})
+    scores: Callable | None = dataclasses.field(default=None, metadata={"static": True})
 
     @property
     def num_params(self) -> int:
