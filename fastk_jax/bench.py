@@ -67,6 +67,7 @@ import numpy as np
 from . import data, engine
 from .core import delays, policies, problems
 from .core.spec import RunSpec, SimConfig, stack_configs
+from .engine.loop import products_precision
 from .reference import events as event_reference
 from .reference import linear as reference
 
@@ -140,9 +141,16 @@ def _mlp_sizes(problem: problems.LossProblem) -> tuple[int, ...]:
 
 
 def matmul_gflops(size: int = 2048, repeats: int = 10) -> float:
-    """GFLOP/s of a float32 size x size matrix product on the default device (best of repeats)."""
+    """GFLOP/s of a float32 size x size matrix product on the default device (best of repeats),
+    in the precision the engine's products use (``engine.matmul_precision``: float32 unless the
+    user chose another; JAX's default would be TF32 on a recent NVIDIA GPU)."""
     a = jax.random.normal(jax.random.key(0), (size, size), jnp.float32)
-    product = jax.jit(lambda x: x @ x)
+
+    def square(x):
+        with products_precision():
+            return x @ x
+
+    product = jax.jit(square)
     product(a).block_until_ready()
     best = min(_timed(lambda: product(a).block_until_ready()) for _ in range(repeats))
     return 2 * size**3 / best / 1e9
@@ -364,6 +372,7 @@ def run(
     report = {
         "device": str(jax.devices()[0].device_kind),
         "prng": str(jax.config.jax_default_prng_impl),
+        "matmul_precision": engine.matmul_precision(),  # of the engine's and the matmul's float32 products
         "load_average_1min": os.getloadavg()[0],  # other processes on the machine slow both sides
         **measure(fig3_workload(), matmul, seeds, iterations, reference_seeds, reference_iterations, block),
     }

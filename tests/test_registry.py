@@ -147,6 +147,7 @@ def test_bench_quick_json_reports_both_rates_and_their_ratio():
         "matmul_gflops",
     )
     assert all(report[k] > 0 for k in keys)
+    assert report["matmul_precision"] == "float32"  # the engine's products and the matmul alike
     ratio = report["engine_seed_iters_per_s"] / report["reference_seed_iters_per_s"]
     assert report["speedup_vs_reference"] == pytest.approx(ratio)
     mlp = report["mlp"]  # the MLP workload: the engine against the NumPy network of the same run
