@@ -4,6 +4,8 @@
 # a block-size sweep of the Fig. 3 bench workload. Everything lands in one folder:
 #
 #   bash studies/gpu-check.sh [OUT]          # default OUT: results/gpu-check
+#   bash "$(python -c 'import fastk_jax, pathlib; print(pathlib.Path(fastk_jax.__file__).parent)')/studies/gpu-check.sh" OUT
+#                                            # the same from a plain pip install (it ships in the package)
 #
 #   env.txt                      the GPU, driver, JAX and its devices
 #   bench.json                   fastk-jax bench --json (every workload, the default block)
@@ -15,8 +17,10 @@
 # of this script on a CPU) change the sizes. Each step has a time limit in seconds (STUDY_S,
 # BENCH_S, BLOCK_S; default STEP_S, 600) and a failed step does not stop the ones after it.
 set -u
-cd "$(dirname "$0")/.."
-OUT=${1:-results/gpu-check}
+STUDIES=$(cd "$(dirname "$0")" && pwd)  # this script's folder: a checkout's studies/ or the installed package's
+OUT=$(mkdir -p "${1:-results/gpu-check}" && cd "${1:-results/gpu-check}" && pwd)  # from where it is called
+[ -n "$OUT" ] || { echo "gpu-check: cannot make the folder ${1:-results/gpu-check}" >&2; exit 2; }
+cd "$OUT"
 SEEDS=${SEEDS:-10000}
 BLOCKS=${BLOCKS:-"4096 16384 65536"}
 STEP_S=${STEP_S:-600}
@@ -32,7 +36,9 @@ if nvidia-smi -L >/dev/null 2>&1 && ! python3 -c "import jax, sys; sys.exit(not 
     python3 -m pip install -q -U "jax[cuda13]" 2>&1 | tee -a "$OUT/log.txt" || log "install failed"
 fi
 # an installed fastk-jax, else this source checkout
-python3 -c "import fastk_jax" >/dev/null 2>&1 || export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+root=$(dirname "$STUDIES")  # the folder that holds fastk_jax/ (studies/ is fastk_jax/studies/ or a link to it)
+[ "$(basename "$root")" = fastk_jax ] && root=$(dirname "$root")
+python3 -c "import fastk_jax" >/dev/null 2>&1 || export PYTHONPATH="$root${PYTHONPATH:+:$PYTHONPATH}"
 FASTK=(python3 -m fastk_jax)
 {
     nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv 2>&1
@@ -59,7 +65,7 @@ quick=()
 # 1. the Fig. 3 study at SEEDS seeds: its wall time, start to figure, compilation included
 study_out=$(mktemp -d)/adaptive-fig3
 start=$(date +%s.%N)
-if step fig3-study "$STUDY_S" "${FASTK[@]}" run studies/adaptive-fig3.toml --seeds "$SEEDS" --out "$study_out" "${quick[@]}" \
+if step fig3-study "$STUDY_S" "${FASTK[@]}" run "$STUDIES/adaptive-fig3.toml" --seeds "$SEEDS" --out "$study_out" "${quick[@]}" \
     > >(tee -a "$OUT/log.txt"); then
     echo "$(elapsed "$start") s for $((5 * SEEDS)) runs (study: $study_out)" >"$OUT/fig3-time.txt"
     cp "$study_out/summary.json" "$OUT/fig3-summary.json"
