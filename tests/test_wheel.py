@@ -67,3 +67,17 @@ def test_the_wheel_lists_and_runs_the_named_studies(installed, tmp_path):
     assert exported.returncode == 0 and (tmp_path / "mine.toml").read_text() == shipped
     again = run(exe, "study", "adaptive-fig3", "--export", tmp_path / "mine.toml", cwd=tmp_path, env=env)
     assert again.returncode == 2 and "exists" in again.stderr and len(again.stderr.strip().splitlines()) == 1
+
+
+def test_the_wheel_ships_the_gpu_check_script_and_it_refuses_a_folder_it_cannot_make(installed, tmp_path):
+    """``studies/gpu-check.sh`` comes with a plain install (the README's way to find it) and
+    says in one line, exit code 2, when its output folder cannot be made (before any work)."""
+    found = run(installed / "bin" / "python", "-c",
+                "import fastk_jax, pathlib; print(pathlib.Path(fastk_jax.__file__).parent / 'studies' / 'gpu-check.sh')",
+                cwd=tmp_path)
+    script = Path(found.stdout.strip())
+    assert str(installed) in str(script) and script.is_file(), found.stdout + found.stderr
+    (tmp_path / "a-file").write_text("")
+    refused = run("bash", script, tmp_path / "a-file" / "out", cwd=tmp_path)
+    assert refused.returncode == 2, refused.stderr
+    assert refused.stderr.strip() == f"gpu-check: cannot make the folder {tmp_path / 'a-file' / 'out'}"

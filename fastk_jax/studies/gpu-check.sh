@@ -18,7 +18,7 @@
 # BENCH_S, BLOCK_S; default STEP_S, 600) and a failed step does not stop the ones after it.
 set -u
 STUDIES=$(cd "$(dirname "$0")" && pwd)  # this script's folder: a checkout's studies/ or the installed package's
-OUT=$(mkdir -p "${1:-results/gpu-check}" && cd "${1:-results/gpu-check}" && pwd)  # from where it is called
+OUT=$(mkdir -p "${1:-results/gpu-check}" 2>/dev/null && cd "${1:-results/gpu-check}" && pwd)  # from where it is called
 [ -n "$OUT" ] || { echo "gpu-check: cannot make the folder ${1:-results/gpu-check}" >&2; exit 2; }
 cd "$OUT"
 SEEDS=${SEEDS:-10000}
