@@ -46,7 +46,7 @@ class Simulation(NamedTuple):
     iteration_grid: np.ndarray  # (Gi,)
     levels: np.ndarray  # (L,) error levels of summary.reach_*
     summary: Summary  # numpy leaves, leading axis C
-    iterations: int  # iterations each run made
+    iterations: int  # updates the longest-running configuration made (each one's: summary.iterations)
     initial_error: float
     compile_s: float  # tracing + compilation of the chunk function (0 if reused; with one chunk, includes its run)
     run_s: float
@@ -79,13 +79,18 @@ def simulate(
 ) -> Simulation:
     """Run ``seeds`` runs of every configuration in ``configs`` (stacked, leading axis C).
 
-    Runs go on until every run's clock has passed ``time_horizon`` (in the time unit of the
-    delay laws) and every run has made ``iterations`` updates (default: as many as the fastest
-    configuration needs, by its mean time per update, to reach the horizon:
-    ``grids.default_iterations``), and at most ``max_iterations`` (default 20 x that, plus a
-    chunk). The iteration grid reaches ``grid_iterations`` (default ``iterations``). A run whose
-    error exceeds ``divergence_factor`` times the initial error, or is not finite, counts as
-    diverged and is left out of every mean.
+    Each configuration's runs go on, in whole chunks, until every run of it has passed
+    ``time_horizon`` (in the time unit of the delay laws) and made more than ``iterations``
+    updates where that is given; then that configuration stops (its runs keep their state, and a
+    block none of whose runs steps is skipped), so a slow configuration no longer makes the
+    updates the fastest one needs: the runs of a configuration make the same number of updates
+    (``summary.iterations``), configurations differ. At most ``max_iterations`` (default 20 x
+    the updates the fastest configuration needs, by its mean time per update, to reach the
+    horizon, ``grids.default_iterations``, plus a chunk). The iteration grid reaches
+    ``grid_iterations`` (default ``iterations``, else that estimate); a configuration's points
+    past its own updates are left out of its bands. A run whose error exceeds
+    ``divergence_factor`` times the initial error, or is not finite, counts as diverged and is
+    left out of every mean.
 
     **Runs, blocks and devices.** The C x S runs step in blocks of ``block`` runs per device
     (default ``layout.default_block`` of the platform), the blocks of a call in turn inside the
@@ -127,19 +132,19 @@ def simulate(
 
     start, traced = _time.perf_counter(), trace_count()
     chunk_s: list[float] = []
-    slowest = runs.slowest_clock() if runs.done_iterations else -math.inf
-    while not plan.stops(runs.done_iterations, slowest):
+    stepping, slowest = runs.status() if runs.done_iterations else (np.ones(plan.num_configs, bool), -math.inf)
+    while not plan.stops(runs.done_iterations, stepping):
         t0 = _time.perf_counter()
-        runs.advance()
-        slowest = runs.slowest_clock()
+        runs.advance(stepping)
+        stepping, slowest = runs.status()
         chunk_s.append(_time.perf_counter() - t0)
-        stop = plan.stops(runs.done_iterations, slowest)
+        stop = plan.stops(runs.done_iterations, stepping)
         if checkpoint is not None and (stop or checkpoint.due()):
             manifest = {"iterations": runs.done_iterations, "run_s": run_s_before + _time.perf_counter() - start}
             checkpoint.save(key, runs.host_batches(), {**manifest, "finished": stop})
         if progress is not None:
-            progress(_report(plan, runs.done_iterations, slowest, resumed_from, _time.perf_counter() - start))
-    if not plan.finished(runs.done_iterations, slowest):
+            progress(_report(plan, runs.done_iterations, stepping, slowest, resumed_from, _time.perf_counter() - start))
+    if not plan.finished(stepping):
         warnings.warn(
             f"stopped after {runs.done_iterations} iterations (max_iterations) with the slowest run at "
             f"t = {slowest:.4g} < time_horizon = {time_horizon:g}; grid points it did not reach are "
@@ -164,8 +169,8 @@ def _restore(checkpoint: Slot | None, key: str | None, runs: Runs) -> float:
     return float(meta["run_s"])
 
 
-def _report(plan: RunPlan, done: int, slowest: float, resumed_from: int, elapsed: float) -> Progress:
-    if plan.finished(done, slowest):
+def _report(plan: RunPlan, done: int, stepping, slowest: float, resumed_from: int, elapsed: float) -> Progress:
+    if plan.finished(stepping):
         return Progress(1.0, done, elapsed, 0.0)
     fraction = plan.fraction(done, slowest)
     done_before = min(1.0, resumed_from / (plan.iterations + 1))

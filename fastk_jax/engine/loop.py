@@ -26,6 +26,7 @@ from functools import partial
 from typing import NamedTuple
 
 import jax
+import jax.numpy as jnp
 
 from ..core import curves, schemes
 from ..core.curves import Grids, RunCurves, Summary
@@ -72,9 +73,25 @@ def _config_of(configs: SimConfig, c: Array) -> SimConfig:
     return jax.tree.map(lambda x: x[c], configs)
 
 
+def _blank(x: Array) -> Array:
+    """What a trajectory holds for an update a run did not make: NaN, -1 or False."""
+    if jnp.issubdtype(x.dtype, jnp.inexact):
+        return jnp.full_like(x, jnp.nan)
+    return jnp.full_like(x, False if x.dtype == jnp.bool_ else -1)
+
+
+def _per_lane(mask: Array, x: Array) -> Array:
+    return mask.reshape(mask.shape + (1,) * (x.ndim - mask.ndim))
+
+
 @partial(jax.jit, static_argnames=("spec",), donate_argnums=(0,))
-def _advance(carry: Carry, run_config: Array, configs: SimConfig, problem: Problem, grids: Grids, spec: RunSpec):
-    """``spec.chunk`` updates of every run; ``run_config`` (blocks, lanes): each run's row of ``configs``."""
+def _advance(
+    carry: Carry, run_config: Array, configs: SimConfig, problem: Problem, grids: Grids, stepping: Array, spec: RunSpec
+):
+    """``spec.chunk`` updates of every run of the configurations still ``stepping`` ((C,) bool);
+    ``run_config`` (blocks, lanes): each run's row of ``configs``. A run of a configuration that
+    has stopped keeps its carry (one select per chunk, not per update), and a block none of whose
+    runs steps is skipped (``lax.cond``); its trajectory entries are blanks (``_blank``)."""
     _traces["advance"] += 1
     tx = spec.transform()
 
@@ -88,8 +105,33 @@ def _advance(carry: Carry, run_config: Array, configs: SimConfig, problem: Probl
 
         return jax.lax.scan(body, carry, None, length=spec.chunk)
 
+    def one_block(block):
+        carry_b, config_b = block
+        active = stepping[config_b]  # (lanes,)
+
+        def chunk(c):
+            return jax.vmap(one_run)(c, config_b)
+
+        if spec.keep_trajectories:  # the trajectory's shape needs the step: computed, then blanked
+            new, trajectory = chunk(carry_b)
+            trajectory = jax.tree.map(lambda t: jnp.where(_per_lane(active, t), t, _blank(t)), trajectory)
+        else:
+            new, trajectory = jax.lax.cond(jnp.any(active), chunk, lambda c: (c, None), carry_b)
+        new = jax.tree.map(lambda n, o: jnp.where(_per_lane(active, n), n, o), new, carry_b)
+        return new, trajectory
+
     with products_precision():
-        return _over_blocks(one_run, carry, run_config)
+        return jax.lax.map(one_block, (carry, run_config))
+
+
+@partial(jax.jit, static_argnames=("num_configs",))
+def _stepping(time: Array, iteration: Array, run_config: Array, horizon: Array, until: Array, num_configs: int):
+    """Which configurations still step ((C,) bool), and the slowest clock: a configuration stops
+    once every run of it has passed ``horizon`` and made more than ``until`` updates (runs
+    ``(blocks, lanes)``; the padding copies a real run, so it changes nothing)."""
+    done = ((time > horizon) & (iteration > until)).astype(jnp.int32)
+    every = jnp.ones(num_configs, jnp.int32).at[run_config.ravel()].min(done.ravel())
+    return every == 0, jnp.min(time)
 
 
 def _init_impl(

@@ -23,8 +23,10 @@ from .loop import matmul_precision, products_precision
 
 
 class RunPlan(NamedTuple):
-    """What a simulation will do: C configurations x S seeds laid out as ``layout``, until every
-    run has passed ``time_horizon`` and made ``iterations`` updates, at most ``max_iterations``."""
+    """What a simulation will do: C configurations x S seeds laid out as ``layout``; each
+    configuration until every run of it has passed ``time_horizon`` and made more than
+    ``min_iterations`` updates, at most ``max_iterations``. ``iterations``: the updates expected
+    of the fastest configuration (or asked for), which sets the iteration grid and the limit."""
 
     spec: RunSpec
     num_configs: int
@@ -33,6 +35,7 @@ class RunPlan(NamedTuple):
     layout: RunLayout
     time_horizon: float
     iterations: int
+    min_iterations: int
     max_iterations: int
     grids: Grids
     initial_error: float
@@ -43,14 +46,14 @@ class RunPlan(NamedTuple):
     def runs(self) -> int:
         return self.num_configs * self.seeds
 
-    def finished(self, done_iterations: int, slowest_clock: float) -> bool:
-        """Every run past the horizon, with the updates asked for made."""
-        return slowest_clock > self.time_horizon and done_iterations > self.iterations
+    @staticmethod
+    def finished(stepping) -> bool:
+        """No configuration steps any more (``Runs.status``): every run past the horizon, with
+        the updates asked for made."""
+        return not np.any(stepping)
 
-    def stops(self, done_iterations: int, slowest_clock: float) -> bool:
-        return done_iterations > 0 and (
-            self.finished(done_iterations, slowest_clock) or done_iterations >= self.max_iterations
-        )
+    def stops(self, done_iterations: int, stepping) -> bool:
+        return done_iterations > 0 and (self.finished(stepping) or done_iterations >= self.max_iterations)
 
     def fraction(self, done_iterations: int, slowest_clock: float) -> float:
         """Of the work done, by the slowest run."""
@@ -71,6 +74,7 @@ class RunPlan(NamedTuple):
             "seed": self.seed,
             "time_horizon": float(self.time_horizon),
             "iterations": self.iterations,
+            "min_iterations": self.min_iterations,
             "max_iterations": self.max_iterations,
             "grids": [np.asarray(g).tolist() for g in self.grids],
             "layout": list(self.layout),
@@ -134,6 +138,7 @@ def make_plan(
         largest = max(policies.largest_k(c.policy) for c in each)
         if largest > spec.max_k:
             raise ConfigError("max_k", f"a policy reaches k={largest} > spec.max_k={spec.max_k}")
+    min_iterations = 0 if iterations is None else iterations  # beyond passing the horizon
     if iterations is None:
         iterations = default_iterations(time_horizon, fastest_iteration_time([(c, spec) for c in each]), spec.chunk)
     if max_iterations is None:
@@ -165,6 +170,7 @@ def make_plan(
         layout=layout,
         time_horizon=float(time_horizon),
         iterations=iterations,
+        min_iterations=min_iterations,
         max_iterations=max_iterations,
         grids=grids,
         initial_error=initial_error,

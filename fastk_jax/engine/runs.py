@@ -1,11 +1,14 @@
 """The runs in flight: every call's carry, placed on the devices, advanced a chunk at a time.
 
 With one call (every run fits at once) the carry stays on the device(s) between chunks and only
-the slowest clock comes back to the host for the stopping test. With several calls (the memory
+the stopping test comes back to the host: which configurations still step (a bool each) and
+the slowest clock. With several calls (the memory
 guard), each call's carry waits on the host while the others step.
 """
 
 from __future__ import annotations
+
+import math
 
 import jax
 import jax.numpy as jnp
@@ -15,7 +18,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from ..core.problems import Problem
 from ..core.spec import SimConfig
 from .devices import _gather, _host_shapes, to_device, to_host
-from .loop import Carry, _advance, _init, _sharded_init, by_config
+from .loop import Carry, _advance, _init, _sharded_init, _stepping, by_config
 from .plan import RunPlan
 
 
@@ -77,12 +80,16 @@ class Runs:
         leaves = to_host(self.carries[b]) if self.single else self.carries[b]
         return jax.tree.unflatten(jax.tree.structure(self.like), leaves)
 
-    def advance(self) -> None:
-        """One chunk of ``spec.chunk`` updates of every run, call by call."""
+    def advance(self, stepping: np.ndarray) -> None:
+        """One chunk of ``spec.chunk`` updates of every run of the configurations ``stepping``
+        ((C,) bool, from ``status``), call by call; the other runs keep their state."""
         plan, trajectories = self.plan, []
+        stepping = jnp.asarray(stepping)
         for b in range(plan.layout.batches):
             carry = self.carries[b] if self.single else to_device(self.carries[b], self.like, self.sharding)
-            carry, trajectory = _advance(carry, self.run_config[b], self.configs, self.problem, plan.grids, spec=plan.spec)
+            carry, trajectory = _advance(
+                carry, self.run_config[b], self.configs, self.problem, plan.grids, stepping, spec=plan.spec
+            )
             self.carries[b] = carry if self.single else to_host(carry)
             if plan.spec.keep_trajectories:
                 trajectories.append(jax.tree.map(_gather, trajectory))
@@ -94,12 +101,23 @@ class Runs:
                 )
             )
 
-    def slowest_clock(self) -> float:
-        """The smallest clock of any run (padding copies a real run, so it is that of the runs);
-        with one call it is reduced on the device(s), which also waits for the chunk to finish."""
-        if self.single:
-            return float(jnp.min(self.carries[0].state.time))
-        return float(min(np.min(self._host_carry(b).state.time) for b in range(self.plan.layout.batches)))
+    def status(self) -> tuple[np.ndarray, float]:
+        """Which configurations still step ((C,) bool: not every run of it has passed the
+        horizon and made more than ``plan.min_iterations`` updates) and the smallest clock of any
+        run; reduced where the carry is (on the device(s) with one call, which also waits for the
+        chunk to finish), by one function (``loop._stepping``) for one call or several."""
+        plan = self.plan
+        dtype = self.like.state.time.dtype
+        horizon, until = jnp.asarray(plan.time_horizon, dtype), jnp.asarray(plan.min_iterations, jnp.int32)
+        stepping, slowest = np.zeros(plan.num_configs, bool), math.inf
+        for b in range(plan.layout.batches):
+            state = self.carries[0].state if self.single else self._host_carry(b).state
+            step_b, slow_b = _stepping(
+                state.time, state.iteration, self.run_config[b], horizon, until, num_configs=plan.num_configs
+            )
+            stepping |= np.asarray(step_b)  # a configuration a call does not hold is done there
+            slowest = min(slowest, float(slow_b))
+        return stepping, slowest
 
     def final(self) -> Carry:
         """Every run's final carry: where it is with one call on one device (nothing but the

@@ -55,7 +55,9 @@ def run_study(
     """Run every configuration of a study (``run_all``, with ``options``): the labels and the
     simulation."""
     prepared = prepared or prepare(study)
-    sim, _ = run_all(prepared.problem, prepared.configurations, study.run, progress, **options)
+    sim, _ = run_all(
+        prepared.problem, prepared.configurations, study.run, progress, cover_iterations=covers_iterations(study), **options
+    )
     return prepared.labels, sim
 
 
@@ -111,6 +113,12 @@ def iterations_needed(confs: list[Configuration], run: Run) -> int:
     return engine.default_iterations(run.time_horizon, fastest, run.chunk)
 
 
+def covers_iterations(study: Study) -> bool:
+    """Whether the study's figure is against iterations: then its runs make, at least, the
+    updates their group needs (``run_configurations``), not only those to pass the horizon."""
+    return study.figure.kind == "error_vs_iterations"
+
+
 def run_configurations(
     problem: problems.Problem,
     confs: list[Configuration],
@@ -123,14 +131,18 @@ def run_configurations(
     block: int | None = None,
     devices: list | None = None,
     keep_runs: bool = False,
+    cover_iterations: bool = False,
 ) -> engine.Simulation:
     """Run configurations of one problem and one resolved [run] table: those of one static
     setting (scheme, gradients, batch size, learning-rate rule) and one kind of delay law in
     one compiled, vmapped call, the groups in turn, on common grids (``iterations``: the
-    iteration grid's length, default ``iterations_needed`` of all of them). Each group makes
-    the updates its own configurations need (``iterations_needed`` of the group): in a study
-    that mixes schemes, a slow scheme no longer runs as many updates as the fastest one. Row c
-    of the result is ``confs[c]``.
+    iteration grid's length, default ``iterations_needed`` of all of them). Each configuration
+    makes the updates its own runs need to pass the horizon (``engine.simulate``: it stops once
+    every run of it has), and at least ``run.iterations`` where that is set; with
+    ``cover_iterations`` (a study whose figure is against iterations, ``covers_iterations``)
+    at least what its group needs (``iterations_needed`` of the group), so that every curve of
+    the figure reaches as far as the group's fastest configuration. Row c of the result is
+    ``confs[c]``.
 
     ``checkpoint``: a folder where each group's state is saved (``group-G.npz``, at most every
     ``checkpoint_every_s`` seconds and when the group finishes) and resumed from by a later call
@@ -150,6 +162,7 @@ def run_configurations(
     sims = []
     for g, ((spec, _, _), members) in enumerate(groups.items()):
         own = min(iterations, iterations_needed([confs[c] for c in members], run))
+        at_least = own if cover_iterations else run.iterations
         spec = spec._replace(
             max_k=max(policies.largest_k(confs[c].config.policy) for c in members),
             chunk=min(spec.chunk, own + 1),  # a chunk longer than the run would only waste updates
@@ -163,7 +176,7 @@ def run_configurations(
                 time_horizon=run.time_horizon,
                 spec=spec,
                 seed=run.seed,
-                iterations=own,
+                iterations=at_least,
                 grid_iterations=iterations,
                 grid_points=run.grid_points,
                 divergence_factor=run.divergence_factor,
@@ -306,6 +319,7 @@ def run(
             block=block,
             devices=devices,
             keep_runs=keep_runs,
+            cover_iterations=covers_iterations(study),
         )
     finally:
         engine.progress.close(meter)

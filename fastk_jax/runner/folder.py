@@ -123,6 +123,7 @@ def _run_simulation(s: Study, out: Path, quick: bool, every, progress, say) -> P
                 progress,
                 checkpoint=None if every is None else partial,
                 checkpoint_every_s=every or 0.0,
+                cover_iterations=execute.covers_iterations(s),
             )
             wall = time.perf_counter() - started
     for w in caught:
