@@ -77,7 +77,7 @@ def test_the_chunk_programs_cost_scales_with_the_block_as_the_model_says(kind):
         )
         run_config = jnp.zeros((1, block), jnp.int32)
         carry = loop._init(configs, prob, plan.grids, jnp.uint32(0), run_config, run_config, spec=spec)
-        compiled = loop._advance.lower(carry, run_config, configs, prob, plan.grids, spec=spec).compile()
+        compiled = loop._advance.lower(carry, run_config, configs, prob, plan.grids, jnp.ones(1, bool), spec=spec).compile()
         cost = compiled.cost_analysis()
         cost = cost[0] if isinstance(cost, (list, tuple)) else cost
         per_run[block] = cost["flops"] / block
@@ -97,7 +97,7 @@ def _chunk_program_text(prob, n):
     )
     run_config = jnp.zeros((1, 8), jnp.int32)
     carry = loop._init(configs, prob, plan.grids, jnp.uint32(0), run_config, run_config, spec=spec)
-    return loop._advance.lower(carry, run_config, configs, prob, plan.grids, spec=spec).as_text()
+    return loop._advance.lower(carry, run_config, configs, prob, plan.grids, jnp.ones(1, bool), spec=spec).as_text()
 
 
 def test_the_programs_products_are_float32_unless_the_user_chose_a_precision():
