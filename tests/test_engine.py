@@ -294,3 +294,37 @@ def test_a_plain_list_slowdown_runs_and_a_wrong_length_is_one_line():
         run([1.0] * 9)
     with pytest.raises(ConfigError, match="spec.n"):
         run([1.0] * 10, n=9)
+
+
+def test_each_configuration_stops_once_its_runs_have_passed_the_horizon():
+    """k = 1 of n = 10 makes an update about every 0.1 time units, k = n about every 2.9: the
+    slow configuration stops after the first chunk in which all its runs have passed the
+    horizon, while the fast one goes on. Its summary is then the same alone or beside the fast
+    one (also a block with stopped runs beside running ones keeps them as they were), its
+    trajectory holds blanks for the chunks it did not step, and each configuration's mean time
+    per update is over its own updates."""
+    n, horizon, chunk = 10, 12.0, 5
+    prob = _linear(m=60, d=4, n=n)
+    law = delays.make_law("exponential", rate=1.0)
+    spec = RunSpec(n=n, chunk=chunk, keep_trajectories=True)
+    both = engine.simulate(prob, _configs([policies.fixed(n), policies.fixed(1)], 1e-3, law, n), seeds=3,
+                           time_horizon=horizon, spec=spec, block=8, grid_iterations=40)
+    alone = engine.simulate(prob, _configs([policies.fixed(n)], 1e-3, law, n), seeds=3, time_horizon=horizon,
+                            spec=spec, block=8, grid_iterations=40)  # the same iteration grid
+    slow, fast = (int(u) for u in both.summary.iterations)
+    assert slow % chunk == 0 and fast % chunk == 0 and slow < fast == both.iterations
+    final = both.summary.final_time
+    assert np.all(final > horizon)
+    # the slow configuration stopped at the first chunk boundary where every run had passed
+    # (trajectory entry j is t_j, the clock after j updates)
+    earlier = both.trajectories.time[0, :, slow - chunk]  # the clocks at the chunk boundary before
+    assert np.any(np.asarray(earlier) <= horizon)
+    assert np.all(np.isnan(np.asarray(both.trajectories.error[0, :, slow:])))
+    assert np.all(np.asarray(both.trajectories.iteration[0, :, slow:]) == -1)
+    assert np.all(np.asarray(both.trajectories.iteration[0, :, :slow]) == np.arange(slow))
+    assert np.all(np.isfinite(np.asarray(earlier)))
+    for name, field in alone.summary._asdict().items():
+        for a, b in zip(jax.tree.leaves(field), jax.tree.leaves(getattr(both.summary, name))):
+            assert np.array_equal(np.asarray(a)[0], np.asarray(b)[0], equal_nan=True), name
+    per_update = np.asarray(final, np.float64) / np.asarray(both.summary.iterations, np.float64)[:, None]
+    assert per_update[0].mean() > 10 * per_update[1].mean()  # E[X_(10:10)] = H_10 = 2.93 vs 1/10
