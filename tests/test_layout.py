@@ -55,6 +55,21 @@ def test_the_accelerator_block_comes_from_the_devices_memory():
     assert layout.default_block("gpu") == 16384
 
 
+def _chunk_program(prob, n, block, chunk):
+    """The chunk program (``loop._advance``) lowered for one block of ``block`` runs of k = 5."""
+    law = delays.make_law("exponential", rate=1.0)
+    configs = stack_configs([SimConfig(policies.fixed(5), np.float64(1e-4), law, np.ones(n))])
+    spec = RunSpec(n=n, chunk=chunk)
+    plan = engine.plan.make_plan(
+        prob, configs, seeds=block, time_horizon=1.0, spec=spec, seed=0, iterations=2 * chunk, grid_iterations=None,
+        grid_points=10, iteration_grid_points=10, divergence_factor=1e6, max_iterations=None, block=block,
+        devices=jax.devices()[:1], keep_runs=False, checkpointed=False,
+    )
+    run_config = jnp.zeros((1, block), jnp.int32)
+    carry = loop._init(configs, prob, plan.grids, jnp.uint32(0), run_config, run_config, spec=spec)
+    return loop._advance.lower(carry, run_config, configs, prob, plan.grids, jnp.ones(1, bool), spec=spec)
+
+
 @pytest.mark.parametrize("kind", ["linear", "logistic"])
 def test_the_chunk_programs_cost_scales_with_the_block_as_the_model_says(kind):
     """Lower and compile the chunk program (``loop._advance``) for several block sizes on the
@@ -64,40 +79,15 @@ def test_the_chunk_programs_cost_scales_with_the_block_as_the_model_says(kind):
     one block.)"""
     n = 10
     prob = _linear(400, 20, n) if kind == "linear" else _logistic(400, 16, n, 4)
-    law = delays.make_law("exponential", rate=1.0)
-    configs = stack_configs([SimConfig(policies.fixed(5), np.float64(1e-4), law, np.ones(n))])
-    spec = RunSpec(n=n, chunk=4)
     performed = bench.flops_per_iteration(prob, 5)[1]
     per_run = {}
     for block in (8, 16, 32):
-        plan = engine.plan.make_plan(
-            prob, configs, seeds=block, time_horizon=1.0, spec=spec, seed=0, iterations=8, grid_iterations=None,
-            grid_points=10, iteration_grid_points=10, divergence_factor=1e6, max_iterations=None, block=block,
-            devices=jax.devices()[:1], keep_runs=False, checkpointed=False,
-        )
-        run_config = jnp.zeros((1, block), jnp.int32)
-        carry = loop._init(configs, prob, plan.grids, jnp.uint32(0), run_config, run_config, spec=spec)
-        compiled = loop._advance.lower(carry, run_config, configs, prob, plan.grids, jnp.ones(1, bool), spec=spec).compile()
-        cost = compiled.cost_analysis()
+        cost = _chunk_program(prob, n, block, chunk=4).compile().cost_analysis()
         cost = cost[0] if isinstance(cost, (list, tuple)) else cost
         per_run[block] = cost["flops"] / block
     assert max(per_run.values()) <= 1.25 * min(per_run.values()), per_run  # proportional to the block
     for flops in per_run.values():
         assert performed <= flops <= 8 * performed, (performed, per_run)
-
-
-def _chunk_program_text(prob, n):
-    law = delays.make_law("exponential", rate=1.0)
-    configs = stack_configs([SimConfig(policies.fixed(5), np.float64(1e-4), law, np.ones(n))])
-    spec = RunSpec(n=n, chunk=2)
-    plan = engine.plan.make_plan(
-        prob, configs, seeds=8, time_horizon=1.0, spec=spec, seed=0, iterations=4, grid_iterations=None,
-        grid_points=10, iteration_grid_points=10, divergence_factor=1e6, max_iterations=None, block=8,
-        devices=jax.devices()[:1], keep_runs=False, checkpointed=False,
-    )
-    run_config = jnp.zeros((1, 8), jnp.int32)
-    carry = loop._init(configs, prob, plan.grids, jnp.uint32(0), run_config, run_config, spec=spec)
-    return loop._advance.lower(carry, run_config, configs, prob, plan.grids, jnp.ones(1, bool), spec=spec).as_text()
 
 
 def test_the_programs_products_are_float32_unless_the_user_chose_a_precision():
@@ -106,10 +96,10 @@ def test_the_programs_products_are_float32_unless_the_user_chose_a_precision():
     user set is kept, and ``matmul_precision`` names the one in force."""
     prob = _logistic(80, 6, 4, 3)
     assert engine.matmul_precision() == "float32"
-    text = _chunk_program_text(prob, 4)
+    text = _chunk_program(prob, 4, 8, chunk=2).as_text()
     precisions = {p for p in ("DEFAULT", "HIGH,", "HIGHEST") if f"precision = [{p}" in text}
     assert "dot_general" in text and precisions == {"HIGHEST"}, precisions
     with jax.default_matmul_precision("tensorfloat32"):
         assert engine.matmul_precision() == "tensorfloat32"
-        text = _chunk_program_text(prob, 4)
+        text = _chunk_program(prob, 4, 8, chunk=2).as_text()
         assert "precision = [HIGHEST" not in text and "precision = [HIGH, HIGH]" in text
